@@ -1,0 +1,874 @@
+//! Verdicts: flow records classified against the requirement catalog, aggregated per
+//! requirement and per device into findings with evidence and a remediation line.
+//!
+//! Pure functions over [`FlowRecord`]s and the [`Catalog`]: nothing here sees a packet,
+//! reads a file or prints. The rules of SPEC section 5 live here and only here.
+
+use crate::catalog::{Catalog, MatchBy, PortPath, Requirement, Role};
+use crate::flow::{FlowRecord, FrameRef, NameSource, Outcome};
+use crate::model::{Nanos, Transport};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// A flow's verdict for one requirement (SPEC section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Blocked,
+    Fallback,
+    Legacy,
+    Unexpected,
+    Missing,
+    /// The capture cannot tell (one-direction capture): not counted as blocked.
+    Undetermined,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Blocked => "blocked",
+            Verdict::Fallback => "fallback",
+            Verdict::Legacy => "legacy",
+            Verdict::Unexpected => "unexpected",
+            Verdict::Missing => "missing",
+            Verdict::Undetermined => "undetermined",
+        }
+    }
+}
+
+/// Severity of a finding; `--fail-on` compares against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+    /// ECS `event.severity` number.
+    pub fn ecs(self) -> u8 {
+        match self {
+            Severity::Info => 1,
+            Severity::Warning => 4,
+            Severity::Error => 7,
+        }
+    }
+}
+
+/// Audit options (from the command line, validated).
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// Profiles selected by the user; empty means infer them from the capture.
+    pub profiles: Vec<String>,
+    /// How long before a fallback connection a failed preferred-port attempt by the
+    /// same device still counts as its cause (packet time).
+    pub fallback_window: Nanos,
+    /// At most this many evidence frames are listed per finding (all are counted).
+    pub max_evidence: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            profiles: Vec::new(),
+            fallback_window: 300 * 1_000_000_000,
+            max_evidence: 20,
+        }
+    }
+}
+
+/// One requirement a flow matched, and what the flow says about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowMatch {
+    pub rule: String,
+    /// Index of the requirement in the catalog.
+    #[serde(skip)]
+    pub req: usize,
+    pub path: PortPath,
+    /// The host pattern or address range that matched.
+    pub by: String,
+    /// Whether `by` is a host pattern (the name proves the service).
+    #[serde(skip)]
+    pub by_host: bool,
+    pub verdict: Option<Verdict>,
+}
+
+/// A flow record with its final name and its requirement matches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditedFlow {
+    pub record: FlowRecord,
+    /// The catalog vendor and range that attributed an otherwise unnamed flow.
+    pub catalog_range: Option<(String, String)>,
+    pub matches: Vec<FlowMatch>,
+    /// Identified by address only, with several candidate requirements that the
+    /// client's other traffic does not tell apart: no verdict is drawn from it.
+    pub ambiguous: bool,
+}
+
+impl AuditedFlow {
+    /// Where the flow's name came from, including the catalog's ranges.
+    pub fn name_source(&self) -> Option<NameSource> {
+        self.record
+            .name_source
+            .or(self.catalog_range.as_ref().map(|_| NameSource::Catalog))
+    }
+}
+
+/// A pointer to a flow that supports a finding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Evidence {
+    pub frame: FrameRef,
+    pub destination: String,
+    pub transport: Transport,
+    pub port: u16,
+    pub outcome: Outcome,
+    /// `preferred` or `fallback` path of the requirement, when it has one.
+    pub role: &'static str,
+}
+
+/// An aggregated finding: one requirement, one verdict, one device (or none).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    pub verdict: Verdict,
+    pub severity: Severity,
+    /// The device (flow initiator) concerned; None for capture-wide findings.
+    pub device: Option<IpAddr>,
+    pub summary: String,
+    /// Total flows behind the finding; `evidence` lists at most `max_evidence`.
+    pub flows: usize,
+    pub evidence: Vec<Evidence>,
+    pub remediation: Option<String>,
+    pub first_ts: Option<Nanos>,
+}
+
+/// Status of one requirement over the capture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequirementStatus {
+    pub rule: String,
+    pub vendor: String,
+    pub product: String,
+    pub required: bool,
+    pub active: bool,
+    /// The worst verdict seen, `missing`, or `not_seen`.
+    pub status: String,
+    pub flows: usize,
+    /// Devices per verdict.
+    pub devices: BTreeMap<String, usize>,
+}
+
+/// How a profile came to be active.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActiveProfile {
+    pub name: String,
+    /// `selected` (by --profile) or `inferred` (from traffic).
+    pub how: &'static str,
+    /// For inferred profiles: the requirement whose traffic implied it, and how many flows.
+    pub evidence: Option<String>,
+}
+
+/// The per-device view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub device: IpAddr,
+    /// Requirement id -> worst verdict for this device.
+    pub requirements: BTreeMap<String, Verdict>,
+}
+
+/// Capture-level judgement on whether both directions were captured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DirectionCheck {
+    pub one_direction: bool,
+    pub tcp_flows_both_directions: usize,
+    pub tcp_flows_client_only_answered: usize,
+    pub attempts_not_judged: usize,
+}
+
+/// Everything the audit concluded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Audit {
+    pub flows: Vec<AuditedFlow>,
+    pub findings: Vec<Finding>,
+    pub requirements: Vec<RequirementStatus>,
+    pub profiles: Vec<ActiveProfile>,
+    pub devices: Vec<DeviceView>,
+    pub direction: DirectionCheck,
+}
+
+/// Rule id of the capture-wide one-direction finding.
+pub const ONE_DIRECTION_RULE: &str = "mdmaudit.capture.one_direction";
+
+/// Classify `records` (any order) against `catalog`.
+pub fn audit(
+    catalog: &Catalog,
+    mut records: Vec<FlowRecord>,
+    opts: &AuditOptions,
+    capture_span: Option<(Nanos, Nanos)>,
+) -> Audit {
+    records.sort_by_key(|r| r.first_frame);
+    let direction = direction_check(&records);
+    let reqs = &catalog.requirements();
+
+    // 1. Match every flow.
+    let mut flows: Vec<AuditedFlow> = records
+        .into_iter()
+        .map(|r| match_flow(catalog, r))
+        .collect();
+
+    // 1b. An address range alone can fit several requirements (17.0.0.0/8 on 443 is
+    // both the APNs device fallback and the provider API). Keep the candidates whose
+    // role the same client shows in flows that are not ambiguous; otherwise leave the
+    // flow undecided rather than guess.
+    let mut client_roles: BTreeMap<IpAddr, BTreeSet<Role>> = BTreeMap::new();
+    let roles_of = |f: &AuditedFlow| -> BTreeSet<Role> {
+        f.matches
+            .iter()
+            .filter(|m| m.path != PortPath::OtherPort)
+            .filter_map(|m| reqs.get(m.req).map(|r| r.role))
+            .collect()
+    };
+    for f in flows.iter() {
+        let roles = roles_of(f);
+        let clear = f.matches.len() == 1 || roles.len() == 1;
+        if clear && !roles.is_empty() {
+            client_roles
+                .entry(f.record.client.ip())
+                .or_default()
+                .extend(roles);
+        }
+    }
+    for f in flows.iter_mut() {
+        let roles = roles_of(f);
+        let by_host = f.matches.iter().any(|m| m.by_host);
+        let several = if by_host {
+            roles.len() > 1
+        } else {
+            f.matches.len() > 1
+        };
+        if !several {
+            continue;
+        }
+        let known = client_roles.get(&f.record.client.ip());
+        let keep: Vec<FlowMatch> = f
+            .matches
+            .iter()
+            .filter(|m| {
+                reqs.get(m.req)
+                    .is_some_and(|r| known.is_some_and(|rs| rs.contains(&r.role)))
+            })
+            .cloned()
+            .collect();
+        if !keep.is_empty() && keep.len() < f.matches.len() {
+            f.matches = keep;
+        }
+        // A name proves the service even when the role stays open; an address
+        // range alone does not pick among several services.
+        f.ambiguous = !by_host && f.matches.len() > 1;
+    }
+
+    // 2. Failed preferred attempts per (requirement, device), for fallback linking.
+    let mut preferred_failed: BTreeMap<(usize, IpAddr), Vec<(Nanos, usize)>> = BTreeMap::new();
+    let mut preferred_reached: BTreeSet<(usize, IpAddr)> = BTreeSet::new();
+    for (fi, f) in flows.iter().enumerate().filter(|(_, f)| !f.ambiguous) {
+        for m in f.matches.iter() {
+            let ri = m.req;
+            if m.path == PortPath::Preferred {
+                let dev = f.record.client.ip();
+                if f.record.outcome.failed() {
+                    preferred_failed
+                        .entry((ri, dev))
+                        .or_default()
+                        .push((f.record.first_ts, fi));
+                } else if f.record.outcome.reached() {
+                    preferred_reached.insert((ri, dev));
+                }
+            }
+        }
+    }
+
+    // 3. Per-flow verdicts.
+    let mut linked_failed: BTreeSet<usize> = BTreeSet::new();
+    let mut fallback_links: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (fi, flow) in flows.iter_mut().enumerate() {
+        let (client, first_ts, last_ts, outcome) = {
+            let r = &flow.record;
+            (r.client.ip(), r.first_ts, r.last_ts, r.outcome)
+        };
+        let by_name = flow.record.name.is_some();
+        if flow.ambiguous {
+            continue;
+        }
+        let mut verdicts = Vec::with_capacity(flow.matches.len());
+        for m in flow.matches.iter() {
+            let ri = m.req;
+            let req = &reqs[ri];
+            let v = if req.legacy.is_some() {
+                Some(Verdict::Legacy)
+            } else {
+                match m.path {
+                    PortPath::OtherPort => Some(Verdict::Unexpected),
+                    PortPath::Preferred | PortPath::Fallback if outcome.failed() => {
+                        if direction.one_direction {
+                            Some(Verdict::Undetermined)
+                        } else {
+                            Some(Verdict::Blocked)
+                        }
+                    }
+                    PortPath::Preferred if outcome.reached() => Some(Verdict::Ok),
+                    PortPath::Fallback if outcome.reached() => {
+                        let window_start = first_ts.saturating_sub(opts.fallback_window);
+                        let causes: Vec<usize> = preferred_failed
+                            .get(&(ri, client))
+                            .map(|v| {
+                                v.iter()
+                                    .filter(|(ts, _)| *ts >= window_start && *ts <= last_ts)
+                                    .map(|(_, i)| *i)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if !causes.is_empty() {
+                            linked_failed.extend(causes.iter().copied());
+                            fallback_links.insert(fi, causes);
+                            Some(Verdict::Fallback)
+                        } else if preferred_reached.contains(&(ri, client)) {
+                            // The device also uses the preferred path: nothing to report.
+                            Some(Verdict::Ok)
+                        } else if by_name {
+                            Some(Verdict::Fallback)
+                        } else {
+                            // Identified by address only: the port alone does not prove
+                            // this is the requirement's fallback rather than another
+                            // service of the same vendor.
+                            None
+                        }
+                    }
+                    _ => None,
+                }
+            };
+            verdicts.push(v);
+        }
+        for (m, v) in flow.matches.iter_mut().zip(verdicts) {
+            m.verdict = v;
+        }
+    }
+
+    // 4. Findings per (requirement, verdict, device).
+    type Key = (usize, Verdict, IpAddr);
+    let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    for (fi, f) in flows.iter().enumerate() {
+        for m in f.matches.iter() {
+            let (Some(v), ri) = (m.verdict, m.req) else {
+                continue;
+            };
+            if v == Verdict::Ok || v == Verdict::Undetermined {
+                continue;
+            }
+            // Failed attempts explained by a fallback are reported inside it.
+            if v == Verdict::Blocked && linked_failed.contains(&fi) {
+                continue;
+            }
+            groups
+                .entry((ri, v, f.record.client.ip()))
+                .or_default()
+                .push(fi);
+        }
+    }
+    let mut findings = Vec::new();
+    for ((ri, v, dev), fis) in groups {
+        let req = &reqs[ri];
+        let mut ev_flows: BTreeSet<usize> = fis.iter().copied().collect();
+        if v == Verdict::Fallback {
+            for fi in &fis {
+                if let Some(c) = fallback_links.get(fi) {
+                    ev_flows.extend(c.iter().copied());
+                }
+            }
+        }
+        findings.push(make_finding(req, v, dev, &flows, &ev_flows, opts));
+    }
+
+    // 5. Profiles: selected, or inferred from requirements with judged traffic.
+    let mut seen_flows: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut judged_flows: BTreeMap<usize, usize> = BTreeMap::new();
+    for f in flows.iter() {
+        for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
+            *seen_flows.entry(m.req).or_default() += 1;
+            if m.verdict.is_some() {
+                *judged_flows.entry(m.req).or_default() += 1;
+            }
+        }
+    }
+    let profiles: Vec<ActiveProfile> = if opts.profiles.is_empty() {
+        // A profile is inferred from the requirements its `infer` list names: traffic
+        // to a service both devices and servers use does not make a device a server.
+        let mut inferred = Vec::new();
+        for p in catalog.profiles() {
+            let best = p
+                .infer
+                .iter()
+                .filter_map(|id| catalog.find(id))
+                .filter_map(|ri| judged_flows.get(&ri).map(|n| (ri, *n)))
+                .max_by_key(|(ri, n)| (*n, std::cmp::Reverse(*ri)));
+            if let Some((ri, n)) = best {
+                inferred.push(ActiveProfile {
+                    name: p.name.clone(),
+                    how: "inferred",
+                    evidence: Some(format!("{} flow(s) matched {}", n, reqs[ri].id)),
+                });
+            }
+        }
+        inferred.sort_by(|a, b| a.name.cmp(&b.name));
+        inferred
+    } else {
+        opts.profiles
+            .iter()
+            .map(|p| ActiveProfile {
+                name: p.clone(),
+                how: "selected",
+                evidence: None,
+            })
+            .collect()
+    };
+    let active: BTreeSet<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+
+    // 6. Missing requirements.
+    let duration_s = capture_span
+        .map(|(a, b)| (b.saturating_sub(a)) as f64 / 1e9)
+        .unwrap_or(0.0);
+    for (ri, req) in reqs.iter().enumerate() {
+        let is_active = req.profiles.iter().any(|p| active.contains(p.as_str()));
+        if is_active && req.required && req.legacy.is_none() && !seen_flows.contains_key(&ri) {
+            findings.push(Finding {
+                rule: req.id.clone(),
+                verdict: Verdict::Missing,
+                severity: Severity::Warning,
+                device: None,
+                summary: format!(
+                    "no attempt to reach {} ({}) in {:.1} s of capture; absence in a short capture is weak evidence",
+                    req.product,
+                    describe_ports(req),
+                    duration_s
+                ),
+                flows: 0,
+                evidence: Vec::new(),
+                remediation: None,
+                first_ts: None,
+            });
+        }
+    }
+
+    // 7. One-direction capture.
+    if direction.one_direction {
+        findings.push(Finding {
+            rule: ONE_DIRECTION_RULE.to_string(),
+            verdict: Verdict::Undetermined,
+            severity: Severity::Warning,
+            device: None,
+            summary: format!(
+                "the capture shows only one direction of traffic ({} TCP flows kept talking without any answer captured, {} flows show both directions): span port or asymmetric routing; {} failed-looking attempts were not judged as blocked",
+                direction.tcp_flows_client_only_answered,
+                direction.tcp_flows_both_directions,
+                direction.attempts_not_judged
+            ),
+            flows: direction.attempts_not_judged,
+            evidence: Vec::new(),
+            remediation: Some(
+                "capture both directions (mirror rx and tx of the uplink, or capture on the host)"
+                    .to_string(),
+            ),
+            first_ts: None,
+        });
+    }
+
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.rule.cmp(&b.rule))
+            .then_with(|| a.verdict.cmp(&b.verdict))
+            .then_with(|| a.device.cmp(&b.device))
+    });
+
+    // 8. Requirement status and device views.
+    let mut per_req_dev: BTreeMap<usize, BTreeMap<IpAddr, Verdict>> = BTreeMap::new();
+    for (fi, f) in flows.iter().enumerate() {
+        for m in f.matches.iter() {
+            let (Some(v), ri) = (m.verdict, m.req) else {
+                continue;
+            };
+            let v = if v == Verdict::Blocked && linked_failed.contains(&fi) {
+                Verdict::Fallback
+            } else {
+                v
+            };
+            let e = per_req_dev
+                .entry(ri)
+                .or_default()
+                .entry(f.record.client.ip())
+                .or_insert(v);
+            if rank(v) > rank(*e) {
+                *e = v;
+            }
+        }
+    }
+    let mut requirements = Vec::new();
+    for (ri, req) in reqs.iter().enumerate() {
+        let is_active = req.profiles.iter().any(|p| active.contains(p.as_str()));
+        let devs = per_req_dev.get(&ri);
+        let flows_n = seen_flows.get(&ri).copied().unwrap_or(0);
+        if !is_active && devs.is_none() {
+            continue;
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut worst: Option<Verdict> = None;
+        if let Some(d) = devs {
+            for v in d.values() {
+                *counts.entry(v.as_str().to_string()).or_default() += 1;
+                if worst.is_none_or(|w| rank(*v) > rank(w)) {
+                    worst = Some(*v);
+                }
+            }
+        }
+        let status = match worst {
+            Some(v) => v.as_str().to_string(),
+            None if is_active && req.required && req.legacy.is_none() => "missing".to_string(),
+            None => "not_seen".to_string(),
+        };
+        requirements.push(RequirementStatus {
+            rule: req.id.clone(),
+            vendor: req.vendor.clone(),
+            product: req.product.clone(),
+            required: req.required,
+            active: is_active,
+            status,
+            flows: flows_n,
+            devices: counts,
+        });
+    }
+    let mut dev_map: BTreeMap<IpAddr, BTreeMap<String, Verdict>> = BTreeMap::new();
+    for (ri, d) in per_req_dev.iter() {
+        for (ip, v) in d {
+            dev_map
+                .entry(*ip)
+                .or_default()
+                .insert(reqs[*ri].id.clone(), *v);
+        }
+    }
+    let devices = dev_map
+        .into_iter()
+        .map(|(device, requirements)| DeviceView {
+            device,
+            requirements,
+        })
+        .collect();
+
+    Audit {
+        flows,
+        findings,
+        requirements,
+        profiles,
+        devices,
+        direction,
+    }
+}
+
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Undetermined => 1,
+        Verdict::Unexpected => 2,
+        Verdict::Legacy => 3,
+        Verdict::Missing => 4,
+        Verdict::Fallback => 5,
+        Verdict::Blocked => 6,
+    }
+}
+
+fn match_flow(catalog: &Catalog, record: FlowRecord) -> AuditedFlow {
+    let server = record.server;
+    let name = record.name.as_deref();
+    let mut ms = catalog.match_flow(name, server.ip(), record.transport, server.port());
+    // A flow on a port its service uses is not also "unexpected" for that service.
+    if ms.iter().any(|m| m.path != PortPath::OtherPort) {
+        ms.retain(|m| m.path != PortPath::OtherPort);
+    }
+    // A service on a port it does not use is only judged when the name proves the
+    // service (an address range alone covers a whole vendor).
+    ms.retain(|m| m.path != PortPath::OtherPort || matches!(m.by, MatchBy::Host(_)));
+    let catalog_range = if record.name.is_none() {
+        catalog
+            .name_for_address(server.ip())
+            .map(|(vendor, net)| (vendor.to_string(), net.to_string()))
+    } else {
+        None
+    };
+    let matches = ms
+        .into_iter()
+        .filter_map(|m| {
+            let req = catalog.requirements().get(m.req)?;
+            Some(FlowMatch {
+                rule: req.id.clone(),
+                req: m.req,
+                path: m.path,
+                by: match &m.by {
+                    MatchBy::Host(p) => p.to_string(),
+                    MatchBy::Address(n) => n.to_string(),
+                },
+                by_host: matches!(m.by, MatchBy::Host(_)),
+                verdict: None,
+            })
+        })
+        .collect();
+    AuditedFlow {
+        record,
+        catalog_range,
+        matches,
+        ambiguous: false,
+    }
+}
+
+fn describe_ports(req: &Requirement) -> String {
+    let t: Vec<&str> = req.transports.iter().map(|t| t.as_str()).collect();
+    let p: Vec<String> = req.ports.iter().map(|p| p.to_string()).collect();
+    format!("{}/{}", t.join("+"), p.join(","))
+}
+
+fn make_finding(
+    req: &Requirement,
+    v: Verdict,
+    dev: IpAddr,
+    flows: &[AuditedFlow],
+    ev_flows: &BTreeSet<usize>,
+    opts: &AuditOptions,
+) -> Finding {
+    let mut evidence: Vec<Evidence> = ev_flows
+        .iter()
+        .filter_map(|&fi| flows.get(fi))
+        .map(|f| {
+            let r = &f.record;
+            let role = f
+                .matches
+                .iter()
+                .find(|m| m.rule == req.id)
+                .map(|m| match m.path {
+                    PortPath::Preferred => "preferred",
+                    PortPath::Fallback => "fallback",
+                    PortPath::OtherPort => "other-port",
+                })
+                .unwrap_or("");
+            Evidence {
+                frame: r.first_frame,
+                destination: match &r.name {
+                    Some(n) => format!("{} ({})", r.server.ip(), n),
+                    None => r.server.ip().to_string(),
+                },
+                transport: r.transport,
+                port: r.server.port(),
+                outcome: r.outcome,
+                role,
+            }
+        })
+        .collect();
+    evidence.sort();
+    let first_ts = ev_flows
+        .iter()
+        .filter_map(|&fi| flows.get(fi))
+        .map(|f| f.record.first_ts)
+        .min();
+    let failed: Vec<&Evidence> = evidence.iter().filter(|e| e.outcome.failed()).collect();
+    let outcome_words = |es: &[&Evidence]| -> String {
+        let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in es {
+            *c.entry(e.outcome.as_str()).or_default() += 1;
+        }
+        c.iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ports_of = |es: &[&Evidence]| -> BTreeSet<(Transport, u16)> {
+        es.iter().map(|e| (e.transport, e.port)).collect()
+    };
+    let dest_of = |es: &[&Evidence], ev_flows: &BTreeSet<usize>| -> String {
+        // The requirement's own ranges that contain the destinations, else the
+        // destination addresses themselves.
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for &fi in ev_flows {
+            let Some(f) = flows.get(fi) else { continue };
+            if !es.iter().any(|e| e.frame == f.record.first_frame) {
+                continue;
+            }
+            let ip = f.record.server.ip();
+            match req.addresses.iter().find(|n| n.contains(&ip)) {
+                Some(n) => out.insert(n.to_string()),
+                None => out.insert(ip.to_string()),
+            };
+        }
+        out.into_iter().collect::<Vec<_>>().join(",")
+    };
+    let allow = |es: &[&Evidence]| -> Option<String> {
+        if es.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = ports_of(es)
+            .into_iter()
+            .map(|(t, p)| {
+                let on_port: Vec<&Evidence> = es
+                    .iter()
+                    .copied()
+                    .filter(|e| e.port == p && e.transport == t)
+                    .collect();
+                format!(
+                    "allow {}/{} from {} to {} ({})",
+                    t,
+                    p,
+                    dev,
+                    dest_of(&on_port, ev_flows),
+                    req.id
+                )
+            })
+            .collect();
+        Some(lines.join("; "))
+    };
+    let (severity, summary, remediation) = match v {
+        Verdict::Blocked => (
+            Severity::Error,
+            format!(
+                "{} cannot reach {}: {} attempt(s) failed ({}) and none succeeded on a fallback path",
+                dev,
+                req.product,
+                failed.len(),
+                outcome_words(&failed)
+            ),
+            allow(&failed),
+        ),
+        Verdict::Fallback => {
+            let fb: Vec<&Evidence> = evidence.iter().filter(|e| e.outcome.reached()).collect();
+            let fb_ports: Vec<String> = ports_of(&fb)
+                .into_iter()
+                .map(|(t, p)| format!("{t}/{p}"))
+                .collect();
+            let s = if failed.is_empty() {
+                format!(
+                    "{} reaches {} only on its fallback path ({}); no attempt on the preferred port was captured",
+                    dev,
+                    req.product,
+                    fb_ports.join(", ")
+                )
+            } else {
+                let pref: Vec<String> = ports_of(&failed)
+                    .into_iter()
+                    .map(|(t, p)| format!("{t}/{p}"))
+                    .collect();
+                format!(
+                    "{} falls back to {} for {}: its {} attempt(s) on {} failed ({})",
+                    dev,
+                    fb_ports.join(", "),
+                    req.product,
+                    failed.len(),
+                    pref.join(", "),
+                    outcome_words(&failed)
+                )
+            };
+            let rem = if failed.is_empty() {
+                let lines: Vec<String> = req
+                    .ports
+                    .iter()
+                    .flat_map(|p| {
+                        req.transports.iter().map(move |t| (t, p))
+                    })
+                    .map(|(t, p)| {
+                        let to = if req.addresses.is_empty() {
+                            "its service hosts".to_string()
+                        } else {
+                            req.addresses
+                                .iter()
+                                .map(|n| n.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        };
+                        format!("allow {}/{} from {} to {} ({})", t, p, dev, to, req.id)
+                    })
+                    .collect();
+                Some(lines.join("; "))
+            } else {
+                allow(&failed)
+            };
+            (Severity::Warning, s, rem)
+        }
+        Verdict::Legacy => (
+            Severity::Warning,
+            format!(
+                "{} uses {} ({}), retired{}",
+                dev,
+                req.product,
+                describe_ports(req),
+                req.legacy
+                    .as_ref()
+                    .and_then(|l| l.retired.as_ref())
+                    .map(|d| format!(" on {d}"))
+                    .unwrap_or_default()
+            ),
+            req.legacy.as_ref().map(|l| l.note.clone()),
+        ),
+        Verdict::Unexpected => (
+            Severity::Warning,
+            format!(
+                "{} talks to {} on a port it does not use (expected {})",
+                dev,
+                req.product,
+                describe_ports(req)
+            ),
+            None,
+        ),
+        _ => (Severity::Info, String::new(), None),
+    };
+    let flows_n = evidence.len();
+    evidence.truncate(opts.max_evidence);
+    Finding {
+        rule: req.id.clone(),
+        verdict: v,
+        severity,
+        device: Some(dev),
+        summary,
+        flows: flows_n,
+        evidence,
+        remediation,
+        first_ts,
+    }
+}
+
+fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
+    let mut both = 0usize;
+    let mut client_only_answered = 0usize;
+    let mut failed = 0usize;
+    for r in records.iter().filter(|r| r.transport == Transport::Tcp) {
+        if r.client_packets > 0 && r.server_packets > 0 {
+            both += 1;
+        } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3) {
+            client_only_answered += 1;
+        }
+        if r.outcome.failed() {
+            failed += 1;
+        }
+    }
+    // One direction: clients keep talking with nothing ever captured back, and
+    // (almost) no flow shows both directions.
+    let one = client_only_answered > 0 && both * 10 <= client_only_answered;
+    DirectionCheck {
+        one_direction: one,
+        tcp_flows_both_directions: both,
+        tcp_flows_client_only_answered: client_only_answered,
+        attempts_not_judged: if one { failed } else { 0 },
+    }
+}

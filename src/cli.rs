@@ -1,0 +1,478 @@
+//! Command line: flags parsed by clap into a raw layer, validated once into typed
+//! configuration, then the run. Nothing below this module reads a flag by name.
+//!
+//! Exit status (SPEC section 6): 0 no finding reaches `--fail-on`; 1 one does; 2 usage
+//! error, an input that cannot be read at all, or an invalid catalog; 3 an input is
+//! damaged part-way (the report of what was read is still written). 3 wins over 1 and 0.
+
+use crate::audit::{self, AuditOptions, Severity};
+use crate::capture::{FileSource, PacketSource};
+use crate::catalog::Catalog;
+use crate::engine;
+use crate::flow::{FlowConfig, PortSet};
+use crate::model::Transport;
+use crate::report::{self, Format, ReportInput};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FINDINGS: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_DAMAGED: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mdmaudit",
+    version,
+    about = "Audit MDM network requirements (Apple APNs, Google FCM, Microsoft WNS/Intune, ZENworks, BigFix, XenMobile) in packet captures",
+    long_about = "Reads pcap/pcapng captures, rebuilds TCP/UDP flows, learns server names (TLS SNI, HTTP Host, DNS answers, catalog address ranges) and reports which MDM requirement is blocked, falling back, legacy, unexpected or missing, for which device, with the evidence frames and the firewall rule that would fix it.\n\nExit status: 0 no finding at or above --fail-on; 1 findings; 2 usage error, unreadable input or invalid catalog; 3 an input is damaged part-way (the report covers what was read).",
+    after_help = "Examples:\n  mdmaudit audit branch-office.pcapng\n  mdmaudit audit a.pcap b.pcap --format json -o report.json\n  mdmaudit audit - --format ndjson < capture.pcap\n  mdmaudit rules explain courier.push.apple.com:5223"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Audit capture files (pcap, pcapng; '-' for standard input).
+    Audit(AuditArgs),
+    /// Inspect and validate the requirement catalog.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+    Ndjson,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct CatalogArgs {
+    /// Use this catalog (a TOML file or a directory of them) instead of the built-in one.
+    /// Repeat to combine several.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Add these catalog files to the built-in catalog (or to --rules).
+    #[arg(long = "extra-rules", value_name = "PATH")]
+    pub extra_rules: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Capture files, read in order; flows continue across files. '-' reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Report format.
+    #[arg(long, short = 'f', value_enum, default_value_t = FormatArg::Text)]
+    pub format: FormatArg,
+    /// Write the report to this file (atomically: a temporary file, then rename).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Audit against these profiles only (repeatable); without it they are inferred
+    /// from the capture and the report says so.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Exit 1 when a finding of this severity or worse is present.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Text report: add the per-device view.
+    #[arg(long)]
+    pub devices: bool,
+    /// Text report: list every flow.
+    #[arg(long)]
+    pub flows: bool,
+    /// Colour in the text report.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+    /// Cap on concurrent flows; beyond it the least recently active are evicted (counted).
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of established TCP flows, seconds of packet time.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub tcp_idle: u64,
+    /// Idle timeout of unanswered or refused TCP attempts, seconds of packet time.
+    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    pub tcp_attempt_idle: u64,
+    /// Idle timeout of UDP flows, seconds of packet time.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub udp_idle: u64,
+    /// Cap on addresses remembered from DNS answers.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_dns_entries: usize,
+    /// A failed attempt on the preferred port counts as the cause of a fallback
+    /// connection by the same device up to this many seconds before it.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub fallback_window: u64,
+    /// Evidence frames listed per finding (all are counted).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_evidence: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Validate a catalog; errors name file, line and column.
+    Check {
+        /// Catalog files or directories (default: the built-in catalog).
+        paths: Vec<PathBuf>,
+    },
+    /// Print the catalog.
+    List {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// Only requirements of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, short = 'f', value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+    },
+    /// Which requirements match HOST[:PORT][/udp] (a name or an address), and why.
+    Explain {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// e.g. courier.push.apple.com:5223, 17.57.146.20:443, mtalk.google.com:5228/udp
+        target: String,
+    },
+}
+
+/// Run the command line; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    match cli.command {
+        Command::Audit(a) => run_audit(a),
+        Command::Rules(r) => run_rules(r),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("mdmaudit: {msg}");
+    EXIT_USAGE
+}
+
+/// The catalog the flags ask for, and a description of where it came from.
+fn load_catalog(a: &CatalogArgs) -> Result<(Catalog, String), String> {
+    let (base, mut desc) = if a.rules.is_empty() {
+        (Catalog::builtin(), "built-in".to_string())
+    } else {
+        let c = Catalog::load(&a.rules).map_err(|e| e.to_string())?;
+        let d = a
+            .rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        (c, d)
+    };
+    if a.extra_rules.is_empty() {
+        return Ok((base, desc));
+    }
+    let extra = Catalog::load(&a.extra_rules).map_err(|e| e.to_string())?;
+    for p in a.extra_rules.iter() {
+        desc.push_str(&format!(" + {}", p.display()));
+    }
+    let merged = base.extend(extra).map_err(|e| e.to_string())?;
+    Ok((merged, desc))
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+}
+
+fn run_audit(a: AuditArgs) -> i32 {
+    let (catalog, catalog_desc) = match load_catalog(&a.catalog) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for p in a.profiles.iter() {
+        if !catalog.profiles().iter().any(|x| &x.name == p) {
+            let known: Vec<&str> = catalog.profiles().iter().map(|x| x.name.as_str()).collect();
+            return fail(format!(
+                "unknown profile '{p}' (the catalog has: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    if a.files.iter().filter(|f| f.as_str() == "-").count() > 1 {
+        return fail("standard input ('-') can be read only once");
+    }
+    // Open every input before reading any: an unreadable one stops the run at once.
+    let mut sources: Vec<Box<dyn PacketSource>> = Vec::new();
+    for f in a.files.iter() {
+        match FileSource::open(f) {
+            Ok(s) => sources.push(Box::new(s)),
+            Err(e) => return fail(e),
+        }
+    }
+    let mut ports = PortSet::well_known();
+    for r in catalog.requirements().iter() {
+        for pr in r.ports.iter().chain(r.fallback.iter()) {
+            for p in pr.start..=pr.end {
+                ports.insert(p);
+            }
+        }
+    }
+    let cfg = FlowConfig {
+        max_flows: a.max_flows.max(1),
+        tcp_idle: secs(a.tcp_idle),
+        tcp_attempt_idle: secs(a.tcp_attempt_idle),
+        udp_idle: secs(a.udp_idle),
+        max_dns_entries: a.max_dns_entries,
+        service_ports: ports,
+        ..FlowConfig::default()
+    };
+    let stderr_tty = std::io::stderr().is_terminal();
+    let mut last_report = std::time::Instant::now();
+    let start = std::time::Instant::now();
+    let mut progress = |_idx: usize, pkts: u64| {
+        if last_report.elapsed().as_millis() >= 500 {
+            last_report = std::time::Instant::now();
+            let rate = pkts as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r{pkts} packets, {rate:.0} packets/s   ");
+        }
+    };
+    let run = engine::run(
+        sources,
+        cfg,
+        if stderr_tty {
+            Some(&mut progress)
+        } else {
+            None
+        },
+    );
+    if stderr_tty && run.capture.packets >= 65536 {
+        eprint!("\r\x1b[K");
+    }
+    let opts = AuditOptions {
+        profiles: a.profiles.clone(),
+        fallback_window: secs(a.fallback_window),
+        max_evidence: a.max_evidence,
+    };
+    let span = match (run.capture.first_ts, run.capture.last_ts) {
+        (Some(x), Some(y)) => Some((x, y)),
+        _ => None,
+    };
+    let mut run = run;
+    let recs = std::mem::take(&mut run.records);
+    let audit = audit::audit(&catalog, recs, &opts, span);
+    let color = match a.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => {
+            a.output.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    let input = ReportInput {
+        run: &run,
+        audit: &audit,
+        catalog: catalog_desc,
+        catalog_requirements: catalog.requirements().len(),
+        show_devices: a.devices,
+        show_flows: a.flows,
+        color,
+    };
+    let format = match a.format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Json => Format::Json,
+        FormatArg::Ndjson => Format::Ndjson,
+    };
+    let mut sink = report::sink_for(format);
+    let written = match &a.output {
+        Some(path) => write_atomically(path, |w| sink.write_report(&input, w)),
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            sink.write_report(&input, &mut lock)
+                .and_then(|_| lock.flush())
+        }
+    };
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return fail(format!("cannot write the report: {e}"));
+        }
+    }
+    for i in run.inputs.iter() {
+        if let Some(d) = &i.damage {
+            eprintln!("mdmaudit: {d}; the report covers what was read");
+        }
+    }
+    if !run.complete() {
+        return EXIT_DAMAGED;
+    }
+    let threshold = match a.fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Never => None,
+    };
+    match threshold {
+        Some(t) if audit.findings.iter().any(|f| f.severity >= t) => EXIT_FINDINGS,
+        _ => EXIT_OK,
+    }
+}
+
+/// Write through a temporary file in the same directory, then rename over `path`.
+fn write_atomically(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        f(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn run_rules(r: RulesCommand) -> i32 {
+    match r {
+        RulesCommand::Check { paths } => {
+            let res = if paths.is_empty() {
+                Ok(Catalog::builtin())
+            } else {
+                Catalog::load(&paths)
+            };
+            match res {
+                Ok(c) => {
+                    println!(
+                        "catalog ok: {} requirements, {} profiles",
+                        c.requirements().len(),
+                        c.profiles().len()
+                    );
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    EXIT_USAGE
+                }
+            }
+        }
+        RulesCommand::List {
+            catalog,
+            profile,
+            format,
+        } => {
+            let (c, _) = match load_catalog(&catalog) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            if let Some(p) = &profile {
+                if !c.profiles().iter().any(|x| &x.name == p) {
+                    return fail(format!("unknown profile '{p}'"));
+                }
+            }
+            match format {
+                FormatArg::Text => print!("{}", c.render_list(profile.as_deref())),
+                _ => {
+                    let reqs: Vec<_> = c
+                        .requirements()
+                        .iter()
+                        .filter(|r| profile.as_ref().is_none_or(|p| r.profiles.contains(p)))
+                        .collect();
+                    match serde_json::to_string_pretty(&reqs) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => return fail(e),
+                    }
+                }
+            }
+            EXIT_OK
+        }
+        RulesCommand::Explain { catalog, target } => {
+            let (c, _) = match load_catalog(&catalog) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let (host, port, transport) = match parse_target(&target) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let ex = c.explain(&host, port, transport);
+            if ex.is_empty() {
+                println!("{target}: no requirement of the catalog matches");
+            } else {
+                for e in ex.iter() {
+                    println!("{}", e.text);
+                }
+            }
+            EXIT_OK
+        }
+    }
+}
+
+/// `HOST[:PORT][/udp]`, with `[v6]:port` for IPv6 addresses.
+pub fn parse_target(t: &str) -> Result<(String, Option<u16>, Transport), String> {
+    let (rest, transport) = match t.rsplit_once('/') {
+        Some((r, "udp")) => (r, Transport::Udp),
+        Some((r, "tcp")) => (r, Transport::Tcp),
+        Some((_, x)) => return Err(format!("'{t}': unknown transport '{x}' (tcp or udp)")),
+        None => (t, Transport::Tcp),
+    };
+    let bad_port = |p: &str| format!("'{t}': bad port '{p}'");
+    if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("'{t}': missing ']'"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| bad_port(p))?),
+            None if after.is_empty() => None,
+            None => return Err(format!("'{t}': unexpected '{after}'")),
+        };
+        return Ok((addr.to_string(), port, transport));
+    }
+    if rest.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((rest.to_string(), None, transport));
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) => Ok((
+            h.to_string(),
+            Some(p.parse::<u16>().map_err(|_| bad_port(p))?),
+            transport,
+        )),
+        None => Ok((rest.to_string(), None, transport)),
+    }
+}

@@ -1,0 +1,822 @@
+//! Frame decoding: link layer, IP (with tunnels), TCP, UDP and the ICMP errors that
+//! quote a flow. Bytes in, a borrowed [`Decoded`] view out.
+//!
+//! This module owns every rule about how a frame's bytes are walked. It must never
+//! panic on any input, never allocate, and never know about flows, names or the
+//! catalog: a frame it cannot use becomes a counted [`Skip`] reason, not an error.
+//! IP headers and extension headers are sliced with `etherparse`; the link layers
+//! and tunnels etherparse does not walk (SLL2, null/loopback, NFLOG, PPP, PPPoE,
+//! MPLS, GRE, GTP-U, IP-in-IP) are walked here, with every length checked.
+
+use crate::model::Transport;
+use etherparse::{IpNumber, LaxIpSlice, LenSource, TcpSlice, UdpSlice};
+use std::net::IpAddr;
+
+/// Link-layer header types (pcap `LINKTYPE_*` values) that are understood.
+pub mod linktype {
+    pub const NULL: u32 = 0;
+    pub const ETHERNET: u32 = 1;
+    pub const PPP: u32 = 9;
+    pub const RAW_OPENBSD: u32 = 12;
+    pub const RAW_BSDOS: u32 = 14;
+    pub const PPP_HDLC: u32 = 50;
+    pub const PPP_ETHER: u32 = 51;
+    pub const RAW: u32 = 101;
+    pub const LOOP: u32 = 108;
+    pub const LINUX_SLL: u32 = 113;
+    pub const IPV4: u32 = 228;
+    pub const IPV6: u32 = 229;
+    pub const NFLOG: u32 = 239;
+    pub const LINUX_SLL2: u32 = 276;
+
+    /// Whether frames of this link type can be decoded.
+    pub fn is_supported(lt: u32) -> bool {
+        matches!(
+            lt,
+            NULL | ETHERNET
+                | PPP
+                | RAW_OPENBSD
+                | RAW_BSDOS
+                | PPP_HDLC
+                | PPP_ETHER
+                | RAW
+                | LOOP
+                | LINUX_SLL
+                | IPV4
+                | IPV6
+                | NFLOG
+                | LINUX_SLL2
+        )
+    }
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_QINQ: u16 = 0x88a8;
+const ETH_QINQ_OLD: u16 = 0x9100;
+const ETH_MPLS: u16 = 0x8847;
+const ETH_MPLS_MC: u16 = 0x8848;
+const ETH_PPPOE_SESSION: u16 = 0x8864;
+const ETH_TEB: u16 = 0x6558;
+
+/// How many encapsulations (VLAN tags, MPLS labels, tunnels) one frame may nest
+/// before it is counted as [`Skip::TooDeep`].
+pub const MAX_NESTING: usize = 8;
+
+/// TCP flag bits as they appear in the header's 13th byte.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// A frame decoded down to its innermost TCP/UDP segment or a quoting ICMP error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub l4: L4<'a>,
+    /// Whether an IP fragment (first fragment; later ones are skipped) carried it.
+    pub fragment: bool,
+    /// Number of tunnel layers (IP-in-IP, GRE, GTP-U) unwrapped to reach it.
+    pub tunnels: u8,
+}
+
+/// The transport part of a [`Decoded`] frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L4<'a> {
+    Tcp(TcpSegment<'a>),
+    Udp(UdpDatagram<'a>),
+    /// An ICMP or ICMPv6 "destination unreachable" that quotes the start of a packet
+    /// the sender of `src` could not deliver.
+    IcmpError(IcmpError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSegment<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    /// The payload bytes present in the capture.
+    pub payload: &'a [u8],
+    /// The payload length the IP header announces (>= `payload.len()`).
+    pub payload_len: u32,
+}
+
+impl TcpSegment<'_> {
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+    /// The capture cut this segment short (snaplen) or an IP fragment carried it.
+    pub fn truncated(&self) -> bool {
+        (self.payload.len() as u64) < u64::from(self.payload_len)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDatagram<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: &'a [u8],
+    pub payload_len: u32,
+}
+
+impl UdpDatagram<'_> {
+    pub fn truncated(&self) -> bool {
+        (self.payload.len() as u64) < u64::from(self.payload_len)
+    }
+}
+
+/// An ICMP error and the flow it quotes, in the direction of the quoted packet
+/// (quoted source = the host that sent the undeliverable packet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpError {
+    pub v6: bool,
+    pub icmp_type: u8,
+    pub code: u8,
+    pub transport: Transport,
+    pub quoted_src: IpAddr,
+    pub quoted_dst: IpAddr,
+    pub quoted_sport: u16,
+    pub quoted_dport: u16,
+}
+
+impl IcmpError {
+    /// Whether the code says a filter forbade the packet (administratively prohibited).
+    pub fn admin_prohibited(&self) -> bool {
+        if self.v6 {
+            self.code == 1
+        } else {
+            matches!(self.code, 9 | 10 | 13)
+        }
+    }
+}
+
+/// Why a frame produced no [`Decoded`] value. Each reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    /// The link type of the input is not one we decode.
+    UnsupportedLinkType,
+    /// The frame is shorter than its link-layer header.
+    LinkTruncated,
+    /// Not IP (ARP, LLDP, STP, IPX, ...).
+    NotIp,
+    /// The IP header is cut or invalid.
+    IpMalformed,
+    /// A non-first IP fragment (its transport header is in another frame).
+    IpFragment,
+    /// IP carries something other than TCP, UDP or a quoting ICMP error.
+    OtherProtocol,
+    /// ICMP that is not a destination-unreachable quoting TCP/UDP (echo, redirect, ...).
+    IcmpOther,
+    /// The TCP or UDP header is cut or invalid.
+    TransportMalformed,
+    /// Encapsulations nested deeper than [`MAX_NESTING`].
+    TooDeep,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 9] = [
+        Skip::UnsupportedLinkType,
+        Skip::LinkTruncated,
+        Skip::NotIp,
+        Skip::IpMalformed,
+        Skip::IpFragment,
+        Skip::OtherProtocol,
+        Skip::IcmpOther,
+        Skip::TransportMalformed,
+        Skip::TooDeep,
+    ];
+
+    /// Stable snake_case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::UnsupportedLinkType => "unsupported_link_type",
+            Skip::LinkTruncated => "link_truncated",
+            Skip::NotIp => "not_ip",
+            Skip::IpMalformed => "ip_malformed",
+            Skip::IpFragment => "ip_fragment_not_first",
+            Skip::OtherProtocol => "other_ip_protocol",
+            Skip::IcmpOther => "icmp_not_flow_error",
+            Skip::TransportMalformed => "transport_malformed",
+            Skip::TooDeep => "encapsulation_too_deep",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Decode one frame of link type `linktype`.
+pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
+    let (next, rest) = link_payload(linktype, frame)?;
+    let mut depth = 0usize;
+    let mut tunnels = 0u8;
+    let mut next = next;
+    let mut rest = rest;
+    loop {
+        depth += 1;
+        if depth > MAX_NESTING {
+            return Err(Skip::TooDeep);
+        }
+        match next {
+            Next::Ether(ethertype) => {
+                let (n, r) = ether_payload(ethertype, rest)?;
+                next = n;
+                rest = r;
+            }
+            Next::Ethernet => {
+                if rest.len() < 14 {
+                    return Err(Skip::LinkTruncated);
+                }
+                let ty = be16(rest, 12);
+                rest = &rest[14..];
+                next = if ty <= 1500 {
+                    // IEEE 802.3 length field: IP only behind an LLC/SNAP header.
+                    match rest.get(..8) {
+                        Some([0xaa, 0xaa, 0x03, _, _, _, hi, lo]) => {
+                            let et = u16::from_be_bytes([*hi, *lo]);
+                            rest = &rest[8..];
+                            Next::Ether(et)
+                        }
+                        Some(_) => return Err(Skip::NotIp),
+                        None => return Err(Skip::LinkTruncated),
+                    }
+                } else {
+                    Next::Ether(ty)
+                };
+            }
+            Next::Ppp => {
+                let (n, r) = ppp_payload(rest)?;
+                next = n;
+                rest = r;
+            }
+            Next::Ip => match ip_layer(rest)? {
+                IpStep::Done(mut d) => {
+                    d.tunnels = tunnels;
+                    return Ok(d);
+                }
+                IpStep::Tunnel(n, r) => {
+                    tunnels = tunnels.saturating_add(1);
+                    next = n;
+                    rest = r;
+                }
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Next {
+    Ether(u16),
+    Ethernet,
+    Ppp,
+    Ip,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(s) => u16::from_be_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+fn link_payload(linktype: u32, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
+    use linktype::*;
+    match linktype {
+        ETHERNET => Ok((Next::Ethernet, f)),
+        RAW | RAW_OPENBSD | RAW_BSDOS | IPV4 | IPV6 => Ok((Next::Ip, f)),
+        NULL | LOOP => {
+            let h = f.get(..4).ok_or(Skip::LinkTruncated)?;
+            // The address family is in the capturing host's byte order for NULL and
+            // in network order for LOOP; accept either, as tcpdump does.
+            let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+            let be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+            let fam = if le < 256 { le } else { be };
+            match fam {
+                2 | 24 | 28 | 30 => Ok((Next::Ip, &f[4..])),
+                _ => Err(Skip::NotIp),
+            }
+        }
+        LINUX_SLL => {
+            if f.len() < 16 {
+                return Err(Skip::LinkTruncated);
+            }
+            Ok((Next::Ether(be16(f, 14)), &f[16..]))
+        }
+        LINUX_SLL2 => {
+            if f.len() < 20 {
+                return Err(Skip::LinkTruncated);
+            }
+            Ok((Next::Ether(be16(f, 0)), &f[20..]))
+        }
+        PPP | PPP_HDLC => Ok((Next::Ppp, f)),
+        PPP_ETHER => {
+            // PPPoE session header (6 bytes) then PPP.
+            let r = f.get(6..).ok_or(Skip::LinkTruncated)?;
+            Ok((Next::Ppp, r))
+        }
+        NFLOG => nflog_payload(f).map(|p| (Next::Ip, p)),
+        _ => Err(Skip::UnsupportedLinkType),
+    }
+}
+
+/// NFLOG: a 4-byte header, then TLVs (length and type in host order, little-endian
+/// on every capture seen); type 9 holds the packet, starting at its IP header.
+fn nflog_payload(f: &[u8]) -> Result<&[u8], Skip> {
+    let mut at = 4usize;
+    if f.len() < at {
+        return Err(Skip::LinkTruncated);
+    }
+    while let Some(h) = f.get(at..at + 4) {
+        let len = usize::from(u16::from_le_bytes([h[0], h[1]]));
+        let ty = u16::from_le_bytes([h[2], h[3]]);
+        if len < 4 {
+            return Err(Skip::LinkTruncated);
+        }
+        if ty == 9 {
+            let end = (at + len).min(f.len());
+            return f.get(at + 4..end).ok_or(Skip::LinkTruncated);
+        }
+        at += (len + 3) & !3;
+    }
+    Err(Skip::NotIp)
+}
+
+fn ppp_payload(f: &[u8]) -> Result<(Next, &[u8]), Skip> {
+    let mut f = f;
+    // HDLC-like framing: address 0xff, control 0x03.
+    if f.len() >= 2 && f[0] == 0xff && f[1] == 0x03 {
+        f = &f[2..];
+    }
+    // Protocol field: one byte when compressed (odd), else two.
+    let (proto, rest) = match f.first() {
+        Some(&b) if b & 1 == 1 => (u16::from(b), &f[1..]),
+        Some(_) if f.len() >= 2 => (be16(f, 0), &f[2..]),
+        _ => return Err(Skip::LinkTruncated),
+    };
+    match proto {
+        0x0021 | 0x0057 => Ok((Next::Ip, rest)),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+fn ether_payload(ethertype: u16, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
+    match ethertype {
+        ETH_IPV4 | ETH_IPV6 => Ok((Next::Ip, f)),
+        ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
+            if f.len() < 4 {
+                return Err(Skip::LinkTruncated);
+            }
+            Ok((Next::Ether(be16(f, 2)), &f[4..]))
+        }
+        ETH_MPLS | ETH_MPLS_MC => {
+            // Pop labels until bottom of stack, then guess the payload by its first nibble.
+            let mut at = 0usize;
+            loop {
+                let l = f.get(at..at + 4).ok_or(Skip::LinkTruncated)?;
+                at += 4;
+                if l[2] & 1 == 1 {
+                    break;
+                }
+                if at > 4 * MAX_NESTING {
+                    return Err(Skip::TooDeep);
+                }
+            }
+            let rest = &f[at..];
+            match rest.first().map(|b| b >> 4) {
+                Some(4) | Some(6) => Ok((Next::Ip, rest)),
+                Some(_) => Ok((Next::Ethernet, rest)),
+                None => Err(Skip::LinkTruncated),
+            }
+        }
+        ETH_PPPOE_SESSION => {
+            let r = f.get(6..).ok_or(Skip::LinkTruncated)?;
+            Ok((Next::Ppp, r))
+        }
+        ETH_TEB => Ok((Next::Ethernet, f)),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+enum IpStep<'a> {
+    Done(Decoded<'a>),
+    Tunnel(Next, &'a [u8]),
+}
+
+fn ip_layer(f: &[u8]) -> Result<IpStep<'_>, Skip> {
+    let (ip, _ext_err) = LaxIpSlice::from_slice(f).map_err(|_| Skip::IpMalformed)?;
+    let src = ip.source_addr();
+    let dst = ip.destination_addr();
+    let payload = ip.payload();
+    let mut fragment = false;
+    if payload.fragmented {
+        let first = match &ip {
+            LaxIpSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
+            LaxIpSlice::Ipv6(v6) => ipv6_first_fragment(v6),
+        };
+        if !first {
+            return Err(Skip::IpFragment);
+        }
+        fragment = true;
+    }
+    let data = payload.payload;
+    // Announced payload length, for truncation accounting.
+    let announced = match payload.len_source {
+        LenSource::Slice => ip_announced_payload(&ip).unwrap_or(data.len() as u32),
+        _ => data.len() as u32,
+    };
+    let announced = if fragment { u32::MAX } else { announced };
+    match payload.ip_number {
+        IpNumber::TCP => {
+            let t = TcpSlice::from_slice(data).map_err(|_| Skip::TransportMalformed)?;
+            let hl = data.len() - t.payload().len();
+            Ok(IpStep::Done(Decoded {
+                src,
+                dst,
+                l4: L4::Tcp(TcpSegment {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags: data.get(13).copied().unwrap_or(0),
+                    payload: t.payload(),
+                    payload_len: announced.saturating_sub(hl as u32),
+                }),
+                fragment,
+                tunnels: 0,
+            }))
+        }
+        IpNumber::UDP => {
+            let u = UdpSlice::from_slice_lax(data).map_err(|_| Skip::TransportMalformed)?;
+            let (sport, dport) = (u.source_port(), u.destination_port());
+            let udp_payload = u.payload();
+            let payload_len = announced.saturating_sub(8);
+            if let Some(inner) = gtpu_payload(sport, dport, udp_payload) {
+                return Ok(IpStep::Tunnel(Next::Ip, inner));
+            }
+            if let Some((n, inner)) = capwap_data_payload(sport, dport, udp_payload) {
+                return Ok(IpStep::Tunnel(n, inner));
+            }
+            Ok(IpStep::Done(Decoded {
+                src,
+                dst,
+                l4: L4::Udp(UdpDatagram {
+                    sport,
+                    dport,
+                    payload: udp_payload,
+                    payload_len,
+                }),
+                fragment,
+                tunnels: 0,
+            }))
+        }
+        IpNumber::ICMP => icmp_error(false, data).map(|e| {
+            IpStep::Done(Decoded {
+                src,
+                dst,
+                l4: L4::IcmpError(e),
+                fragment,
+                tunnels: 0,
+            })
+        }),
+        IpNumber::IPV6_ICMP => icmp_error(true, data).map(|e| {
+            IpStep::Done(Decoded {
+                src,
+                dst,
+                l4: L4::IcmpError(e),
+                fragment,
+                tunnels: 0,
+            })
+        }),
+        IpNumber::IPV4 | IpNumber::IPV6 if !fragment => Ok(IpStep::Tunnel(Next::Ip, data)),
+        IpNumber::GRE if !fragment => gre_payload(data).map(|(n, r)| IpStep::Tunnel(n, r)),
+        _ => Err(Skip::OtherProtocol),
+    }
+}
+
+fn ipv6_first_fragment(v6: &etherparse::LaxIpv6Slice<'_>) -> bool {
+    // The fragment header's offset field; etherparse exposes the header in the
+    // extension list. If it cannot be found, treat the packet as a later fragment.
+    for ext in v6.extensions().clone().into_iter() {
+        if let etherparse::Ipv6ExtensionSlice::Fragment(fr) = ext {
+            return fr.fragment_offset().value() == 0;
+        }
+    }
+    false
+}
+
+fn ip_announced_payload(ip: &LaxIpSlice<'_>) -> Option<u32> {
+    match ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            u32::from(h.total_len()).checked_sub(u32::from(h.ihl()) * 4)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let pl = u32::from(h.payload_length());
+            let ext = v6.extensions().slice().len() as u32;
+            if pl == 0 {
+                None
+            } else {
+                pl.checked_sub(ext)
+            }
+        }
+    }
+}
+
+/// GRE (RFC 2784/2890): flags, protocol type, optional checksum, key and sequence.
+fn gre_payload(f: &[u8]) -> Result<(Next, &[u8]), Skip> {
+    if f.len() < 4 {
+        return Err(Skip::OtherProtocol);
+    }
+    let flags = f[0];
+    let version = f[1] & 0x07;
+    if version != 0 {
+        return Err(Skip::OtherProtocol); // PPTP's enhanced GRE is not followed.
+    }
+    let proto = be16(f, 2);
+    let mut at = 4usize;
+    for bit in [0x80u8, 0x20, 0x10] {
+        if flags & bit != 0 {
+            at += 4;
+        }
+    }
+    let rest = f.get(at..).ok_or(Skip::OtherProtocol)?;
+    match proto {
+        ETH_IPV4 | ETH_IPV6 => Ok((Next::Ip, rest)),
+        ETH_TEB => Ok((Next::Ethernet, rest)),
+        _ => Err(Skip::OtherProtocol),
+    }
+}
+
+/// GTP-U (3GPP TS 29.281) on UDP 2152 carrying a T-PDU: returns the inner IP packet.
+fn gtpu_payload(sport: u16, dport: u16, f: &[u8]) -> Option<&[u8]> {
+    if sport != 2152 && dport != 2152 {
+        return None;
+    }
+    let flags = *f.first()?;
+    if flags >> 5 != 1 || f.get(1) != Some(&0xff) {
+        return None; // not GTPv1 or not a T-PDU
+    }
+    let mut at = 8usize;
+    if flags & 0x07 != 0 {
+        at = 12;
+        let mut next_ext = *f.get(11)?;
+        let mut hops = 0;
+        while next_ext != 0 {
+            hops += 1;
+            if hops > MAX_NESTING {
+                return None;
+            }
+            let len = usize::from(*f.get(at)?) * 4;
+            if len == 0 {
+                return None;
+            }
+            next_ext = *f.get(at + len - 1)?;
+            at += len;
+        }
+    }
+    let inner = f.get(at..)?;
+    match inner.first().map(|b| b >> 4) {
+        Some(4) | Some(6) => Some(inner),
+        _ => None,
+    }
+}
+
+/// CAPWAP data channel (RFC 5415, UDP 5247) as wireless LAN controllers tunnel their
+/// access points' client traffic: the header, then an 802.3 frame or an unencrypted
+/// 802.11 data frame with its LLC/SNAP header.
+fn capwap_data_payload(sport: u16, dport: u16, f: &[u8]) -> Option<(Next, &[u8])> {
+    if sport != 5247 && dport != 5247 {
+        return None;
+    }
+    let w = u32::from_be_bytes(f.get(..4)?.try_into().ok()?);
+    if w >> 24 != 0 {
+        return None; // version 0, type 0 (not DTLS)
+    }
+    let hlen = ((w >> 19) & 0x1f) as usize * 4;
+    let wbid = (w >> 9) & 0x1f;
+    let native = (w >> 8) & 1 == 1;
+    let fragment = (w >> 7) & 1 == 1;
+    if fragment || hlen < 8 {
+        return None;
+    }
+    let frame = f.get(hlen..)?;
+    if !native {
+        return Some((Next::Ethernet, frame));
+    }
+    if wbid != 1 {
+        return None; // only the IEEE 802.11 binding
+    }
+    let (b0, b1) = (*frame.first()?, *frame.get(1)?);
+    // Cisco access points send the frame control field byte-swapped (Wireshark's
+    // "Cisco Wireless Controller Support" option): accept either order.
+    let (fc0, fc1) = if (b0 >> 2) & 3 == 2 {
+        (b0, b1)
+    } else {
+        (b1, b0)
+    };
+    let (ftype, subtype) = ((fc0 >> 2) & 3, fc0 >> 4);
+    if ftype != 2 || fc1 & 0x40 != 0 {
+        return None; // not a data frame, or protected (encrypted)
+    }
+    let mut at = 24usize;
+    if fc1 & 0x03 == 0x03 {
+        at += 6; // four addresses
+    }
+    if subtype & 0x08 != 0 {
+        at += 2; // QoS control
+        if fc1 & 0x80 != 0 {
+            at += 4; // HT control
+        }
+    }
+    match frame.get(at..at + 8)? {
+        [0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo] => {
+            let et = u16::from_be_bytes([*hi, *lo]);
+            Some((Next::Ether(et), frame.get(at + 8..)?))
+        }
+        _ => None,
+    }
+}
+
+/// Destination-unreachable errors that quote a TCP or UDP packet.
+fn icmp_error(v6: bool, data: &[u8]) -> Result<IcmpError, Skip> {
+    let (ty, code) = match data.get(..2) {
+        Some(h) => (h[0], h[1]),
+        None => return Err(Skip::TransportMalformed),
+    };
+    let unreachable = if v6 { ty == 1 } else { ty == 3 };
+    if !unreachable {
+        return Err(Skip::IcmpOther);
+    }
+    let quoted = data.get(8..).ok_or(Skip::IcmpOther)?;
+    let (ip, _) = LaxIpSlice::from_slice(quoted).map_err(|_| Skip::IcmpOther)?;
+    let p = ip.payload();
+    let transport = match p.ip_number {
+        IpNumber::TCP => Transport::Tcp,
+        IpNumber::UDP => Transport::Udp,
+        _ => return Err(Skip::IcmpOther),
+    };
+    let ports = p.payload.get(..4).ok_or(Skip::IcmpOther)?;
+    Ok(IcmpError {
+        v6,
+        icmp_type: ty,
+        code,
+        transport,
+        quoted_src: ip.source_addr(),
+        quoted_dst: ip.destination_addr(),
+        quoted_sport: u16::from_be_bytes([ports[0], ports[1]]),
+        quoted_dport: u16::from_be_bytes([ports[2], ports[3]]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_v4(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [17, 57, 146, 20], 64)
+            .tcp(50000, 5223, 1000, 65535)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn ethernet_tcp_syn() {
+        let f = tcp_v4(&[]);
+        let d = decode(linktype::ETHERNET, &f).unwrap();
+        assert_eq!(d.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        match d.l4 {
+            L4::Tcp(t) => {
+                assert_eq!((t.sport, t.dport, t.seq), (50000, 5223, 1000));
+                assert!(t.has(tcp_flags::SYN));
+                assert!(!t.truncated());
+            }
+            _ => panic!("not tcp"),
+        }
+    }
+
+    #[test]
+    fn truncated_payload_is_flagged() {
+        let f = tcp_v4(&[0x16; 100]);
+        let cut = &f[..f.len() - 40];
+        match decode(linktype::ETHERNET, cut).unwrap().l4 {
+            L4::Tcp(t) => {
+                assert_eq!(t.payload.len(), 60);
+                assert_eq!(t.payload_len, 100);
+                assert!(t.truncated());
+            }
+            _ => panic!("not tcp"),
+        }
+    }
+
+    #[test]
+    fn vlan_qinq_and_sll2() {
+        let inner = tcp_v4(&[]);
+        // QinQ: outer 0x88a8 tag 100, inner 0x8100 tag 20.
+        let mut q = inner[..12].to_vec();
+        q.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x14, 0x08, 0x00]);
+        q.extend_from_slice(&inner[14..]);
+        assert!(matches!(
+            decode(linktype::ETHERNET, &q).unwrap().l4,
+            L4::Tcp(_)
+        ));
+        // SLL2: protocol 0x0800, reserved, ifindex, arphrd 1, pkttype, addrlen 6, addr[8].
+        let mut s = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+        ];
+        s.extend_from_slice(&inner[14..]);
+        assert!(matches!(
+            decode(linktype::LINUX_SLL2, &s).unwrap().l4,
+            L4::Tcp(_)
+        ));
+        assert_eq!(
+            decode(linktype::LINUX_SLL2, &s[..10]),
+            Err(Skip::LinkTruncated)
+        );
+    }
+
+    #[test]
+    fn ieee_802_3_with_snap_header() {
+        let inner = tcp_v4(&[]);
+        let ip = &inner[14..];
+        let mut f = inner[..12].to_vec();
+        f.extend_from_slice(&((ip.len() + 8) as u16).to_be_bytes()); // 802.3 length
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]); // LLC + SNAP
+        f.extend_from_slice(ip);
+        assert!(matches!(
+            decode(linktype::ETHERNET, &f).unwrap().l4,
+            L4::Tcp(_)
+        ));
+        // Plain LLC (spanning tree) is not IP.
+        let mut stp = inner[..12].to_vec();
+        stp.extend_from_slice(&[0x00, 0x26, 0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);
+        assert_eq!(decode(linktype::ETHERNET, &stp), Err(Skip::NotIp));
+    }
+
+    #[test]
+    fn null_loopback_both_orders() {
+        let inner = tcp_v4(&[]);
+        let mut le = vec![2, 0, 0, 0];
+        le.extend_from_slice(&inner[14..]);
+        let mut be = vec![0, 0, 0, 2];
+        be.extend_from_slice(&inner[14..]);
+        assert!(decode(linktype::NULL, &le).is_ok());
+        assert!(decode(linktype::LOOP, &be).is_ok());
+    }
+
+    #[test]
+    fn icmp_admin_prohibited_quotes_the_syn() {
+        let syn = tcp_v4(&[]);
+        let quoted = &syn[14..14 + 28]; // IP header + first 8 bytes of TCP
+        let b = PacketBuilder::ipv4([192, 0, 2, 1], [10, 0, 0, 1], 64).icmpv4_raw(3, 13, [0; 4]);
+        let mut v = Vec::new();
+        b.write(&mut v, quoted).unwrap();
+        let d = decode(linktype::RAW, &v).unwrap();
+        match d.l4 {
+            L4::IcmpError(e) => {
+                assert!(e.admin_prohibited());
+                assert_eq!(e.quoted_dport, 5223);
+                assert_eq!(e.quoted_src, "10.0.0.1".parse::<IpAddr>().unwrap());
+            }
+            _ => panic!("not icmp"),
+        }
+    }
+
+    #[test]
+    fn ip_in_ip_reaches_inner() {
+        let inner = tcp_v4(&[]);
+        let b = PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64);
+        let mut v = Vec::new();
+        b.write(&mut v, IpNumber::IPV4, &inner[14..]).unwrap();
+        let d = decode(linktype::RAW, &v).unwrap();
+        assert_eq!(d.tunnels, 1);
+        assert_eq!(d.dst, "17.57.146.20".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u32 = 12345;
+        for len in 0..200usize {
+            let mut buf = vec![0u8; len];
+            for b in buf.iter_mut() {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                *b = (x >> 16) as u8;
+            }
+            for lt in [0, 1, 9, 12, 101, 108, 113, 228, 229, 239, 276, 999] {
+                let _ = decode(lt, &buf);
+            }
+        }
+    }
+}

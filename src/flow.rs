@@ -1,0 +1,1017 @@
+//! Flow table: bidirectional 5-tuple flows built from decoded frames, their TCP
+//! handshake outcome, counters each way, and the server name with where it came from.
+//!
+//! A [`FlowTable`] is self-contained so that a pipeline can give each worker its own
+//! shard: both directions of a flow map to one [`FlowKey`] whose [`FlowKey::shard_hash`]
+//! is symmetric. Time is packet time only (never wall time), so a replay gives the
+//! same answer. This module knows nothing of the MDM catalog: the audit layer hands
+//! it a set of service ports (to orient mid-stream flows) and reads back
+//! [`FlowRecord`]s. Every cap (flows, buffered hello bytes, DNS cache) is counted
+//! when hit; nothing is dropped silently.
+
+use crate::decode::{tcp_flags, Decoded, IcmpError, TcpSegment, UdpDatagram, L4};
+use crate::model::{Nanos, Transport};
+use crate::{dns, http, tls};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+/// Where a packet sits in the input, so a user can jump to it in Wireshark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FrameRef {
+    /// Index of the input file in the run (0-based, in command-line order).
+    pub file: u32,
+    /// 1-based frame number inside that file, as Wireshark numbers it.
+    pub frame: u64,
+}
+
+/// The per-packet context the reader supplies beside the decoded frame.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketCtx {
+    pub ts: Nanos,
+    pub frame: FrameRef,
+    /// Length of the frame on the wire (pcap `len`), counted as the flow's bytes.
+    pub wire_len: u32,
+}
+
+/// Canonical, direction-free flow key: endpoint `a` sorts before endpoint `b`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub transport: Transport,
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+}
+
+impl FlowKey {
+    /// The key of a packet from `src` to `dst`, and whether `src` is endpoint `a`.
+    pub fn of(transport: Transport, src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
+        if src <= dst {
+            (
+                FlowKey {
+                    transport,
+                    a: src,
+                    b: dst,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    transport,
+                    a: dst,
+                    b: src,
+                },
+                false,
+            )
+        }
+    }
+
+    /// A hash equal for both directions, to pick the worker that owns the flow.
+    pub fn shard_hash(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// How a flow's server name was learned, in decreasing order of trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSource {
+    /// TLS ClientHello server_name extension.
+    Sni,
+    /// SNI of a QUIC Initial packet.
+    Quic,
+    /// HTTP/1.x `Host` header.
+    Http,
+    /// A DNS answer seen earlier in the capture for the server address.
+    Dns,
+    /// The catalog's address ranges (set by the audit layer, never here).
+    Catalog,
+}
+
+impl NameSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Sni => "sni",
+            NameSource::Quic => "quic",
+            NameSource::Http => "http",
+            NameSource::Dns => "dns",
+            NameSource::Catalog => "catalog",
+        }
+    }
+}
+
+/// Outcome of a flow (compare Zeek's `conn_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// SYN answered by SYN-ACK.
+    Established,
+    /// SYN answered by RST.
+    Refused,
+    /// SYNs and nothing back (by end of capture or idle timeout).
+    Unanswered,
+    /// An ICMP destination-unreachable quoted the SYN (or the UDP datagram).
+    Unreachable,
+    /// Established, then reset.
+    Reset,
+    /// No SYN seen: the capture started mid-stream.
+    Midstream,
+    /// UDP: packets both ways.
+    Answered,
+    /// UDP: one way only. (TCP uses `Unanswered`.)
+    #[serde(rename = "unanswered")]
+    UdpUnanswered,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Established => "established",
+            Outcome::Refused => "refused",
+            Outcome::Unanswered | Outcome::UdpUnanswered => "unanswered",
+            Outcome::Unreachable => "unreachable",
+            Outcome::Reset => "reset",
+            Outcome::Midstream => "midstream",
+            Outcome::Answered => "answered",
+        }
+    }
+
+    /// The destination was reached (a handshake, or traffic both ways).
+    pub fn reached(self) -> bool {
+        matches!(
+            self,
+            Outcome::Established | Outcome::Reset | Outcome::Midstream | Outcome::Answered
+        )
+    }
+
+    /// An attempt that failed: what a firewall drop or reject looks like.
+    pub fn failed(self) -> bool {
+        matches!(
+            self,
+            Outcome::Refused | Outcome::Unanswered | Outcome::Unreachable
+        )
+    }
+}
+
+/// Application protocol recognised on the flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProto {
+    Tls,
+    Quic,
+    Dns,
+    Http,
+}
+
+impl AppProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProto::Tls => "tls",
+            AppProto::Quic => "quic",
+            AppProto::Dns => "dns",
+            AppProto::Http => "http",
+        }
+    }
+}
+
+/// What became of the client's ClientHello, if one started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelloStatus {
+    /// Parsed whole.
+    Complete,
+    /// Cut by the capture (snaplen) but the server name was inside the captured bytes.
+    Partial,
+    /// Started but never completed (missing segments, capture ended).
+    Incomplete,
+    /// Exceeded the per-flow reassembly cap.
+    Overflow,
+    /// Started like TLS but did not parse.
+    Malformed,
+}
+
+/// The ICMP error that made a flow unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IcmpInfo {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub admin_prohibited: bool,
+    pub frame: FrameRef,
+    /// Address of the router or host that sent the error.
+    pub reporter: IpAddr,
+}
+
+/// A finished flow, oriented client (initiator) to server (responder). This is all
+/// the audit layer ever sees of packets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowRecord {
+    pub transport: Transport,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub first_ts: Nanos,
+    pub last_ts: Nanos,
+    pub client_packets: u64,
+    pub client_bytes: u64,
+    pub server_packets: u64,
+    pub server_bytes: u64,
+    pub outcome: Outcome,
+    /// SYN to SYN-ACK (last SYN sent before the SYN-ACK), nanoseconds.
+    pub rtt_ns: Option<i64>,
+    /// SYNs the client sent beyond the first.
+    pub syn_retransmits: u32,
+    /// OR of the TCP flags each side sent.
+    pub client_flags: u8,
+    pub server_flags: u8,
+    pub name: Option<String>,
+    pub name_source: Option<NameSource>,
+    /// The SNI exactly as read from a ClientHello (TLS over TCP or QUIC).
+    pub sni: Option<String>,
+    pub app: Option<AppProto>,
+    pub hello: Option<HelloStatus>,
+    pub first_frame: FrameRef,
+    pub icmp: Option<IcmpInfo>,
+    /// The client kept talking after its SYN although no answer was ever captured:
+    /// the server's side is missing from the capture, not from the network.
+    pub one_direction: bool,
+    /// The flow left the table because it was idle (false: end of capture) ...
+    pub ended_by: EndReason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    EndOfCapture,
+    IdleTimeout,
+    Evicted,
+    PortReused,
+}
+
+/// Limits and timeouts of a flow table. Every cap is counted when hit.
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// At most this many flows at once; beyond, the least recently active are evicted.
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows that were established, packet time.
+    pub tcp_idle: Nanos,
+    /// Idle timeout of TCP flows never established (SYN only, refused).
+    pub tcp_attempt_idle: Nanos,
+    /// Idle timeout of UDP flows.
+    pub udp_idle: Nanos,
+    /// DNS answers kept for naming later flows.
+    pub max_dns_entries: usize,
+    /// Ports on which a service listens (catalog ports plus well-known ones): the side
+    /// using one is taken as the responder of a flow seen mid-stream.
+    pub service_ports: PortSet,
+    /// Client data segments examined for a ClientHello or HTTP request before giving up.
+    pub max_hello_segments: u16,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp_idle: 300 * 1_000_000_000,
+            tcp_attempt_idle: 180 * 1_000_000_000,
+            udp_idle: 60 * 1_000_000_000,
+            max_dns_entries: 100_000,
+            service_ports: PortSet::well_known(),
+            max_hello_segments: 32,
+        }
+    }
+}
+
+/// A set of ports as a 65536-bit map.
+#[derive(Clone)]
+pub struct PortSet(Box<[u64; 1024]>);
+
+impl std::fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PortSet({} ports)",
+            self.0.iter().map(|w| w.count_ones()).sum::<u32>()
+        )
+    }
+}
+
+impl PortSet {
+    pub fn empty() -> Self {
+        PortSet(Box::new([0; 1024]))
+    }
+    /// Ports below 1024 plus common service ports above it.
+    pub fn well_known() -> Self {
+        let mut s = Self::empty();
+        for p in 1..1024 {
+            s.insert(p);
+        }
+        for p in [
+            1194, 1433, 1494, 1812, 2598, 3128, 3268, 3269, 3306, 3389, 4443, 5222, 5223, 5228,
+            5229, 5230, 5353, 5432, 5671, 8000, 8080, 8081, 8443, 8888, 9080, 9443,
+        ] {
+            s.insert(p);
+        }
+        s
+    }
+    pub fn insert(&mut self, p: u16) {
+        self.0[usize::from(p >> 6)] |= 1u64 << (p & 63);
+    }
+    pub fn contains(&self, p: u16) -> bool {
+        self.0[usize::from(p >> 6)] & (1u64 << (p & 63)) != 0
+    }
+}
+
+/// Counters of a flow table (summed across shards by the report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowStats {
+    pub flows_created: u64,
+    pub flows_evicted_idle: u64,
+    pub flows_evicted_cap: u64,
+    pub flows_port_reused: u64,
+    pub hello_complete: u64,
+    pub hello_partial: u64,
+    pub hello_incomplete: u64,
+    pub hello_overflow: u64,
+    pub hello_malformed: u64,
+    pub dns_responses: u64,
+    pub dns_malformed: u64,
+    pub dns_answers: u64,
+    pub dns_cache_evictions: u64,
+    pub icmp_errors_matched: u64,
+    pub icmp_errors_unmatched: u64,
+    /// ACKs that acknowledged data never seen in the capture (Zeek capture-loss).
+    pub acks_above_gap: u64,
+    /// ACKs that acknowledged new data (the denominator of the loss estimate).
+    pub acks_seen: u64,
+    /// Bytes acknowledged but never captured.
+    pub gap_bytes: u64,
+}
+
+impl FlowStats {
+    pub fn add(&mut self, o: &FlowStats) {
+        self.flows_created += o.flows_created;
+        self.flows_evicted_idle += o.flows_evicted_idle;
+        self.flows_evicted_cap += o.flows_evicted_cap;
+        self.flows_port_reused += o.flows_port_reused;
+        self.hello_complete += o.hello_complete;
+        self.hello_partial += o.hello_partial;
+        self.hello_incomplete += o.hello_incomplete;
+        self.hello_overflow += o.hello_overflow;
+        self.hello_malformed += o.hello_malformed;
+        self.dns_responses += o.dns_responses;
+        self.dns_malformed += o.dns_malformed;
+        self.dns_answers += o.dns_answers;
+        self.dns_cache_evictions += o.dns_cache_evictions;
+        self.icmp_errors_matched += o.icmp_errors_matched;
+        self.icmp_errors_unmatched += o.icmp_errors_unmatched;
+        self.acks_above_gap += o.acks_above_gap;
+        self.acks_seen += o.acks_seen;
+        self.gap_bytes += o.gap_bytes;
+    }
+}
+
+/// Client byte-stream inspection state.
+enum ClientStream {
+    /// No client payload yet.
+    Fresh,
+    /// A ClientHello is being reassembled.
+    Hello(Box<tls::HelloAssembler>),
+    /// Nothing more to learn from the client's bytes.
+    Done,
+}
+
+/// Per-direction TCP sequence tracking for the capture-loss estimate.
+#[derive(Clone, Copy, Default)]
+struct SeqTrack {
+    /// Highest sequence number + length sent by this side, if known.
+    next: Option<u32>,
+    /// Highest acknowledgment number sent by this side.
+    last_ack: Option<u32>,
+}
+
+/// `a` is after `b` in sequence space (RFC 1982 serial arithmetic, within 2^30).
+fn seq_after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x4000_0000
+}
+
+struct Flow {
+    key: FlowKey,
+    /// Whether endpoint `a` of the key is the client (initiator).
+    a_is_client: bool,
+    first_ts: Nanos,
+    last_ts: Nanos,
+    /// Indexed by side: 0 = client, 1 = server.
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    flags: [u8; 2],
+    syns: u32,
+    client_isn: Option<u32>,
+    last_syn_ts: Option<Nanos>,
+    synack_seen: bool,
+    rtt_ns: Option<i64>,
+    /// A RST from the server before any SYN-ACK.
+    rst_before_synack: bool,
+    rst_after_synack: bool,
+    fins: u8,
+    client_acked_after_syn: bool,
+    seq: [SeqTrack; 2],
+    name: Option<(String, NameSource)>,
+    sni: Option<String>,
+    app: Option<AppProto>,
+    hello: Option<HelloStatus>,
+    client_stream: ClientStream,
+    client_segments: u16,
+    first_frame: FrameRef,
+    icmp: Option<IcmpInfo>,
+}
+
+impl Flow {
+    fn closed(&self) -> bool {
+        self.rst_before_synack || self.rst_after_synack || self.fins >= 2
+    }
+}
+
+/// One shard of the flow table, with its DNS cache.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    flows: HashMap<FlowKey, Flow>,
+    dns: DnsCache,
+    stats: FlowStats,
+    now: Nanos,
+    last_sweep: Nanos,
+}
+
+/// Names learned from DNS answers, by address.
+struct DnsCache {
+    map: HashMap<IpAddr, (String, Nanos)>,
+    cap: usize,
+}
+
+impl DnsCache {
+    fn insert(&mut self, addr: IpAddr, name: String, ts: Nanos, stats: &mut FlowStats) {
+        if self.map.len() >= self.cap && !self.map.contains_key(&addr) {
+            // Drop the older half: bounded memory, counted.
+            let mut times: Vec<Nanos> = self.map.values().map(|v| v.1).collect();
+            let mid = times.len() / 2;
+            let (_, cut, _) = times.select_nth_unstable(mid);
+            let cut = *cut;
+            let before = self.map.len();
+            self.map.retain(|_, v| v.1 > cut);
+            stats.dns_cache_evictions += (before - self.map.len()) as u64;
+        }
+        self.map.insert(addr, (name, ts));
+    }
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        let cap = cfg.max_dns_entries.max(1);
+        FlowTable {
+            cfg,
+            flows: HashMap::new(),
+            dns: DnsCache {
+                map: HashMap::new(),
+                cap,
+            },
+            stats: FlowStats::default(),
+            now: Nanos::MIN,
+            last_sweep: Nanos::MIN,
+        }
+    }
+
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Account one decoded frame. Flows that end (idle, evicted, port reuse) are
+    /// pushed to `out`.
+    pub fn process(&mut self, ctx: &PacketCtx, d: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
+        if ctx.ts > self.now {
+            self.now = ctx.ts;
+        }
+        if self.last_sweep == Nanos::MIN {
+            self.last_sweep = ctx.ts;
+        } else if self.now.saturating_sub(self.last_sweep) >= 10 * 1_000_000_000 {
+            self.sweep_idle(out);
+            self.last_sweep = self.now;
+        }
+        match &d.l4 {
+            L4::Tcp(t) => self.tcp(ctx, d.src, d.dst, t, out),
+            L4::Udp(u) => self.udp(ctx, d.src, d.dst, u, out),
+            L4::IcmpError(e) => self.icmp(ctx, d.src, e),
+        }
+    }
+
+    /// End of input: every open flow is finished and pushed to `out`.
+    pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for k in keys {
+            if let Some(f) = self.flows.remove(&k) {
+                out.push(self.record(f, EndReason::EndOfCapture));
+            }
+        }
+    }
+
+    fn idle_limit(&self, f: &Flow) -> Nanos {
+        match f.key.transport {
+            Transport::Udp => self.cfg.udp_idle,
+            Transport::Tcp if f.synack_seen || f.client_isn.is_none() => self.cfg.tcp_idle,
+            Transport::Tcp => self.cfg.tcp_attempt_idle,
+        }
+    }
+
+    fn sweep_idle(&mut self, out: &mut Vec<FlowRecord>) {
+        let now = self.now;
+        let expired: Vec<FlowKey> = self
+            .flows
+            .values()
+            .filter(|f| now.saturating_sub(f.last_ts) > self.idle_limit(f))
+            .map(|f| f.key)
+            .collect();
+        for k in expired {
+            if let Some(f) = self.flows.remove(&k) {
+                self.stats.flows_evicted_idle += 1;
+                out.push(self.record(f, EndReason::IdleTimeout));
+            }
+        }
+    }
+
+    /// Make room for one more flow: idle flows first, then the least recently active
+    /// sixteenth of the table.
+    fn make_room(&mut self, out: &mut Vec<FlowRecord>) {
+        if self.flows.len() < self.cfg.max_flows {
+            return;
+        }
+        self.sweep_idle(out);
+        if self.flows.len() < self.cfg.max_flows {
+            return;
+        }
+        let mut times: Vec<(Nanos, FlowKey)> =
+            self.flows.values().map(|f| (f.last_ts, f.key)).collect();
+        let n = (times.len() / 16).max(1);
+        times.select_nth_unstable(n - 1);
+        times.truncate(n);
+        times.sort();
+        for (_, k) in times {
+            if let Some(f) = self.flows.remove(&k) {
+                self.stats.flows_evicted_cap += 1;
+                out.push(self.record(f, EndReason::Evicted));
+            }
+        }
+    }
+
+    fn new_flow(&mut self, ctx: &PacketCtx, key: FlowKey, a_is_client: bool) -> Flow {
+        self.stats.flows_created += 1;
+        let server = if a_is_client { key.b } else { key.a };
+        let name = self
+            .dns
+            .map
+            .get(&server.ip())
+            .map(|(n, _)| (n.clone(), NameSource::Dns));
+        Flow {
+            key,
+            a_is_client,
+            first_ts: ctx.ts,
+            last_ts: ctx.ts,
+            packets: [0; 2],
+            bytes: [0; 2],
+            flags: [0; 2],
+            syns: 0,
+            client_isn: None,
+            last_syn_ts: None,
+            synack_seen: false,
+            rtt_ns: None,
+            rst_before_synack: false,
+            rst_after_synack: false,
+            fins: 0,
+            client_acked_after_syn: false,
+            seq: [SeqTrack::default(); 2],
+            name,
+            sni: None,
+            app: None,
+            hello: None,
+            client_stream: ClientStream::Fresh,
+            client_segments: 0,
+            first_frame: ctx.frame,
+            icmp: None,
+        }
+    }
+
+    /// Orientation of a flow first seen with a packet that is not a SYN: the side on
+    /// a service port is the responder; otherwise the lower port; otherwise the sender.
+    fn midstream_src_is_client(&self, sport: u16, dport: u16) -> bool {
+        let s = self.cfg.service_ports.contains(sport);
+        let d = self.cfg.service_ports.contains(dport);
+        match (s, d) {
+            (false, true) => true,
+            (true, false) => false,
+            _ if sport != dport => sport > dport,
+            _ => true,
+        }
+    }
+
+    fn tcp(
+        &mut self,
+        ctx: &PacketCtx,
+        src: IpAddr,
+        dst: IpAddr,
+        t: &TcpSegment<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let (key, src_is_a) = FlowKey::of(
+            Transport::Tcp,
+            SocketAddr::new(src, t.sport),
+            SocketAddr::new(dst, t.dport),
+        );
+        let pure_syn = t.has(tcp_flags::SYN) && !t.has(tcp_flags::ACK);
+        // A new connection on a finished 5-tuple, or one idle past its timeout.
+        if let Some(f) = self.flows.get(&key) {
+            let idle = ctx.ts.saturating_sub(f.last_ts) > self.idle_limit(f);
+            let reused = pure_syn
+                && f.client_isn.is_some_and(|isn| isn != t.seq)
+                && (f.closed() || !f.synack_seen);
+            if idle || reused {
+                if let Some(f) = self.flows.remove(&key) {
+                    let why = if idle {
+                        self.stats.flows_evicted_idle += 1;
+                        EndReason::IdleTimeout
+                    } else {
+                        self.stats.flows_port_reused += 1;
+                        EndReason::PortReused
+                    };
+                    out.push(self.record(f, why));
+                }
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            self.make_room(out);
+            let src_is_client = if t.has(tcp_flags::SYN) {
+                // SYN: sender is the client; SYN-ACK: receiver is.
+                !t.has(tcp_flags::ACK)
+            } else {
+                self.midstream_src_is_client(t.sport, t.dport)
+            };
+            let f = self.new_flow(ctx, key, src_is_client == src_is_a);
+            self.flows.insert(key, f);
+        }
+        let Some(f) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let from_client = src_is_a == f.a_is_client;
+        let side = usize::from(!from_client);
+        f.last_ts = f.last_ts.max(ctx.ts);
+        f.packets[side] += 1;
+        f.bytes[side] += u64::from(ctx.wire_len);
+        f.flags[side] |= t.flags;
+
+        if from_client {
+            if pure_syn {
+                f.syns += 1;
+                if f.client_isn.is_none() {
+                    f.client_isn = Some(t.seq);
+                }
+                f.last_syn_ts = Some(ctx.ts);
+            } else if t.has(tcp_flags::ACK) && f.syns > 0 && !t.has(tcp_flags::RST) {
+                f.client_acked_after_syn = true;
+            }
+        } else if t.has(tcp_flags::SYN) && t.has(tcp_flags::ACK) && !f.synack_seen {
+            f.synack_seen = true;
+            if let Some(s) = f.last_syn_ts {
+                f.rtt_ns = Some(ctx.ts.saturating_sub(s).max(0));
+            }
+        }
+        if t.has(tcp_flags::RST) {
+            if f.synack_seen || f.client_acked_after_syn {
+                f.rst_after_synack = true;
+            } else if !from_client {
+                f.rst_before_synack = true;
+            }
+        }
+        if t.has(tcp_flags::FIN) {
+            f.fins = f.fins.saturating_add(1);
+        }
+
+        // Capture-loss estimate (Zeek's capture-loss): an ACK that acknowledges bytes
+        // the other side was never seen sending.
+        let other = 1 - side;
+        if t.has(tcp_flags::ACK) && !t.has(tcp_flags::SYN) && !t.has(tcp_flags::RST) {
+            let advanced = match f.seq[side].last_ack {
+                Some(prev) => seq_after(t.ack, prev),
+                None => true,
+            };
+            if advanced {
+                f.seq[side].last_ack = Some(t.ack);
+                if let Some(next) = f.seq[other].next {
+                    self.stats.acks_seen += 1;
+                    if seq_after(t.ack, next) {
+                        self.stats.acks_above_gap += 1;
+                        self.stats.gap_bytes += u64::from(t.ack.wrapping_sub(next));
+                        f.seq[other].next = Some(t.ack);
+                    }
+                }
+            }
+        }
+        let seg_len = t
+            .payload_len
+            .wrapping_add(u32::from(t.has(tcp_flags::SYN) || t.has(tcp_flags::FIN)));
+        let end = t.seq.wrapping_add(seg_len);
+        match f.seq[side].next {
+            Some(n) if !seq_after(end, n) => {}
+            _ => f.seq[side].next = Some(end),
+        }
+
+        if from_client && !t.payload.is_empty() {
+            Self::client_payload(&self.cfg, &mut self.stats, f, t);
+        } else if !from_client && !t.payload.is_empty() && key_port(f, false) == 53 {
+            if let Some(msg) = t.payload.get(2..) {
+                if let Ok(resp) = dns::parse_response(msg) {
+                    f.app = Some(AppProto::Dns);
+                    let ts = ctx.ts;
+                    self.learn_dns(&resp, ts);
+                }
+            }
+        }
+    }
+
+    fn client_payload(cfg: &FlowConfig, stats: &mut FlowStats, f: &mut Flow, t: &TcpSegment<'_>) {
+        if matches!(f.client_stream, ClientStream::Done) {
+            return;
+        }
+        f.client_segments = f.client_segments.saturating_add(1);
+        if matches!(f.client_stream, ClientStream::Fresh) {
+            if let Some(host) = http::host_from_request(t.payload) {
+                f.app = Some(AppProto::Http);
+                set_name(f, host.as_str().to_string(), NameSource::Http);
+                f.client_stream = ClientStream::Done;
+                return;
+            }
+            // Only a stream whose first byte looks like a TLS handshake record, or a
+            // later segment of one (seen first out of order), is assembled.
+            let isn = f.client_isn;
+            f.client_stream = ClientStream::Hello(Box::new(tls::HelloAssembler::new(isn)));
+        }
+        let state = match &mut f.client_stream {
+            // Data on a SYN (TCP Fast Open) starts one past the SYN's sequence number.
+            ClientStream::Hello(h) => h.push(
+                t.seq.wrapping_add(u32::from(t.has(tcp_flags::SYN))),
+                t.payload,
+                t.truncated(),
+            ),
+            _ => return,
+        };
+        if matches!(state, tls::HelloState::NeedMore) && f.client_segments >= cfg.max_hello_segments
+        {
+            // Give up: take what the buffered bytes hold.
+            let state = match &mut f.client_stream {
+                ClientStream::Hello(h) => h.finish(),
+                _ => tls::HelloState::Incomplete,
+            };
+            Self::hello_outcome(stats, f, state);
+            f.client_stream = ClientStream::Done;
+            return;
+        }
+        if !matches!(state, tls::HelloState::NeedMore) {
+            Self::hello_outcome(stats, f, state);
+            f.client_stream = ClientStream::Done;
+        }
+    }
+
+    /// Record a final ClientHello state on the flow.
+    fn hello_outcome(stats: &mut FlowStats, f: &mut Flow, state: tls::HelloState) {
+        let info = match state {
+            tls::HelloState::NeedMore | tls::HelloState::NotTls | tls::HelloState::Closed => return,
+            tls::HelloState::Done(info) => {
+                let status = if info.partial {
+                    stats.hello_partial += 1;
+                    HelloStatus::Partial
+                } else {
+                    stats.hello_complete += 1;
+                    HelloStatus::Complete
+                };
+                f.hello = Some(status);
+                Some(info)
+            }
+            tls::HelloState::Malformed(_) => {
+                f.hello = Some(HelloStatus::Malformed);
+                None
+            }
+            tls::HelloState::Overflow(info) => {
+                f.hello = Some(HelloStatus::Overflow);
+                info
+            }
+            tls::HelloState::Incomplete => {
+                f.hello = Some(HelloStatus::Incomplete);
+                None
+            }
+        };
+        f.app = Some(AppProto::Tls);
+        if let Some(sni) = info.and_then(|i| i.sni) {
+            let s = sni.as_str().to_string();
+            f.sni = Some(s.clone());
+            set_name(f, s, NameSource::Sni);
+        }
+    }
+
+    fn learn_dns(&mut self, resp: &dns::DnsResponse, ts: Nanos) {
+        self.stats.dns_responses += 1;
+        for r in dns::resolve_chain(resp) {
+            self.stats.dns_answers += 1;
+            self.dns
+                .insert(r.addr, r.name.as_str().to_string(), ts, &mut self.stats);
+        }
+    }
+
+    fn udp(
+        &mut self,
+        ctx: &PacketCtx,
+        src: IpAddr,
+        dst: IpAddr,
+        u: &UdpDatagram<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let (key, src_is_a) = FlowKey::of(
+            Transport::Udp,
+            SocketAddr::new(src, u.sport),
+            SocketAddr::new(dst, u.dport),
+        );
+        if let Some(f) = self.flows.get(&key) {
+            if ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle {
+                if let Some(f) = self.flows.remove(&key) {
+                    self.stats.flows_evicted_idle += 1;
+                    out.push(self.record(f, EndReason::IdleTimeout));
+                }
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            self.make_room(out);
+            // The first datagram's sender is the client, unless it comes from a service
+            // port to a non-service port (a reply whose request was not captured).
+            let s = self.cfg.service_ports.contains(u.sport);
+            let d = self.cfg.service_ports.contains(u.dport);
+            let src_is_client = !s || d;
+            let f = self.new_flow(ctx, key, src_is_client == src_is_a);
+            self.flows.insert(key, f);
+        }
+        let Some(f) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let from_client = src_is_a == f.a_is_client;
+        let side = usize::from(!from_client);
+        f.last_ts = f.last_ts.max(ctx.ts);
+        f.packets[side] += 1;
+        f.bytes[side] += u64::from(ctx.wire_len);
+        if !from_client && u.sport == 53 {
+            match dns::parse_response(u.payload) {
+                Ok(resp) => {
+                    f.app = Some(AppProto::Dns);
+                    let ts = ctx.ts;
+                    self.learn_dns(&resp, ts);
+                }
+                Err(_) => self.stats.dns_malformed += 1,
+            }
+        } else if from_client && u.dport == 53 && f.app.is_none() {
+            f.app = Some(AppProto::Dns);
+        }
+    }
+
+    fn icmp(&mut self, ctx: &PacketCtx, reporter: IpAddr, e: &IcmpError) {
+        let (key, _) = FlowKey::of(
+            e.transport,
+            SocketAddr::new(e.quoted_src, e.quoted_sport),
+            SocketAddr::new(e.quoted_dst, e.quoted_dport),
+        );
+        match self.flows.get_mut(&key) {
+            Some(f) => {
+                self.stats.icmp_errors_matched += 1;
+                if f.icmp.is_none() {
+                    f.icmp = Some(IcmpInfo {
+                        icmp_type: e.icmp_type,
+                        code: e.code,
+                        admin_prohibited: e.admin_prohibited(),
+                        frame: ctx.frame,
+                        reporter,
+                    });
+                }
+                f.last_ts = f.last_ts.max(ctx.ts);
+            }
+            None => self.stats.icmp_errors_unmatched += 1,
+        }
+    }
+
+    fn record(&mut self, mut f: Flow, ended_by: EndReason) -> FlowRecord {
+        if let ClientStream::Hello(h) = &mut f.client_stream {
+            let state = h.finish();
+            f.client_stream = ClientStream::Done;
+            Self::hello_outcome(&mut self.stats, &mut f, state);
+        }
+        let (client, server) = if f.a_is_client {
+            (f.key.a, f.key.b)
+        } else {
+            (f.key.b, f.key.a)
+        };
+        let hello = f.hello;
+        if hello == Some(HelloStatus::Incomplete) {
+            self.stats.hello_incomplete += 1;
+        }
+        if hello == Some(HelloStatus::Overflow) {
+            self.stats.hello_overflow += 1;
+        }
+        if hello == Some(HelloStatus::Malformed) {
+            self.stats.hello_malformed += 1;
+        }
+        let one_direction;
+        let outcome = match f.key.transport {
+            Transport::Tcp => {
+                one_direction = f.syns > 0 && !f.synack_seen && f.client_acked_after_syn;
+                if f.syns == 0 {
+                    Outcome::Midstream
+                } else if f.synack_seen {
+                    if f.rst_after_synack {
+                        Outcome::Reset
+                    } else {
+                        Outcome::Established
+                    }
+                } else if f.rst_before_synack {
+                    Outcome::Refused
+                } else if f.icmp.is_some() {
+                    Outcome::Unreachable
+                } else if one_direction {
+                    Outcome::Established
+                } else {
+                    Outcome::Unanswered
+                }
+            }
+            Transport::Udp => {
+                one_direction = false;
+                if f.packets[1] > 0 {
+                    Outcome::Answered
+                } else if f.icmp.is_some() {
+                    Outcome::Unreachable
+                } else {
+                    Outcome::UdpUnanswered
+                }
+            }
+        };
+        let (name, name_source) = match f.name {
+            Some((n, s)) => (Some(n), Some(s)),
+            None => (None, None),
+        };
+        FlowRecord {
+            transport: f.key.transport,
+            client,
+            server,
+            first_ts: f.first_ts,
+            last_ts: f.last_ts,
+            client_packets: f.packets[0],
+            client_bytes: f.bytes[0],
+            server_packets: f.packets[1],
+            server_bytes: f.bytes[1],
+            outcome,
+            rtt_ns: f.rtt_ns,
+            syn_retransmits: f.syns.saturating_sub(1),
+            client_flags: f.flags[0],
+            server_flags: f.flags[1],
+            name,
+            name_source,
+            sni: f.sni,
+            app: f.app,
+            hello,
+            first_frame: f.first_frame,
+            icmp: f.icmp,
+            one_direction,
+            ended_by,
+        }
+    }
+}
+
+fn key_port(f: &Flow, client: bool) -> u16 {
+    let (c, s) = if f.a_is_client {
+        (f.key.a, f.key.b)
+    } else {
+        (f.key.b, f.key.a)
+    };
+    if client {
+        c.port()
+    } else {
+        s.port()
+    }
+}
+
+/// A better source replaces a worse one; the first name of a source is kept.
+fn set_name(f: &mut Flow, name: String, src: NameSource) {
+    match &f.name {
+        Some((_, cur)) if *cur <= src => {}
+        _ => f.name = Some((name, src)),
+    }
+}

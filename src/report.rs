@@ -1,0 +1,745 @@
+//! Reports: the run's counters and the audit's conclusions rendered for people
+//! (terminal text) and for programs (one JSON document, or NDJSON records whose field
+//! names follow the Elastic Common Schema). Every field is documented in
+//! `docs/fields.md`.
+//!
+//! Output goes through the [`Sink`] trait so that a new format is a new sink and tests
+//! capture output in memory. Rendering is deterministic: the same input gives the same
+//! bytes, whatever the number of threads that produced it. Nothing here judges flows.
+
+use crate::audit::{Audit, AuditedFlow, Finding, Severity, Verdict};
+use crate::engine::RunResult;
+use crate::flow::{FlowRecord, Outcome};
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Ndjson,
+}
+
+/// What a report is made of.
+pub struct ReportInput<'a> {
+    pub run: &'a RunResult,
+    pub audit: &'a Audit,
+    /// Where the catalog came from ("built-in" or the paths).
+    pub catalog: String,
+    pub catalog_requirements: usize,
+    /// Text report: include the per-device view and every flow.
+    pub show_devices: bool,
+    pub show_flows: bool,
+    pub color: bool,
+}
+
+/// A report writer for one format.
+pub trait Sink {
+    fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()>;
+}
+
+pub fn sink_for(f: Format) -> Box<dyn Sink> {
+    match f {
+        Format::Text => Box::new(TextSink),
+        Format::Json => Box::new(JsonSink),
+        Format::Ndjson => Box::new(NdjsonSink),
+    }
+}
+
+/// RFC 3339 UTC with nanoseconds; pre-1970 and far-future times included.
+pub fn iso_time(ns: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)) {
+        Ok(t) => t.format(&Rfc3339).unwrap_or_else(|_| ns.to_string()),
+        Err(_) => ns.to_string(),
+    }
+}
+
+fn flags_str(f: u8) -> String {
+    let mut s = String::new();
+    for (bit, c) in [
+        (0x02u8, 'S'),
+        (0x10, 'A'),
+        (0x08, 'P'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'C'),
+    ] {
+        if f & bit != 0 {
+            s.push(c);
+        }
+    }
+    s
+}
+
+fn event_outcome(o: Outcome) -> &'static str {
+    if o.reached() {
+        "success"
+    } else if o.failed() {
+        "failure"
+    } else {
+        "unknown"
+    }
+}
+
+/// One flow as an ECS-shaped record.
+pub fn flow_value(f: &AuditedFlow, files: &[String]) -> Value {
+    let r: &FlowRecord = &f.record;
+    let mut source = Map::new();
+    source.insert("ip".into(), json!(r.client.ip().to_string()));
+    source.insert("port".into(), json!(r.client.port()));
+    source.insert("packets".into(), json!(r.client_packets));
+    source.insert("bytes".into(), json!(r.client_bytes));
+    let mut dest = Map::new();
+    dest.insert("ip".into(), json!(r.server.ip().to_string()));
+    dest.insert("port".into(), json!(r.server.port()));
+    dest.insert("packets".into(), json!(r.server_packets));
+    dest.insert("bytes".into(), json!(r.server_bytes));
+    if let Some(n) = &r.name {
+        dest.insert("domain".into(), json!(n));
+    }
+    let mut network = Map::new();
+    network.insert("transport".into(), json!(r.transport.as_str()));
+    if let Some(a) = r.app {
+        network.insert("protocol".into(), json!(a.as_str()));
+    }
+    network.insert("packets".into(), json!(r.client_packets + r.server_packets));
+    network.insert("bytes".into(), json!(r.client_bytes + r.server_bytes));
+    let mut m = Map::new();
+    m.insert("record".into(), json!("flow"));
+    m.insert("outcome".into(), json!(r.outcome.as_str()));
+    if let Some(s) = f.name_source() {
+        m.insert("name_source".into(), json!(s.as_str()));
+    }
+    if let Some((vendor, range)) = &f.catalog_range {
+        m.insert("catalog_vendor".into(), json!(vendor));
+        m.insert("catalog_range".into(), json!(range));
+    }
+    if let Some(rtt) = r.rtt_ns {
+        m.insert("rtt_ms".into(), json!(rtt as f64 / 1e6));
+    }
+    m.insert("first_frame".into(), json!(r.first_frame.frame));
+    if let Some(file) = files.get(r.first_frame.file as usize) {
+        m.insert("capture_file".into(), json!(file));
+    }
+    if r.transport == crate::model::Transport::Tcp {
+        m.insert("syn_retransmits".into(), json!(r.syn_retransmits));
+        m.insert(
+            "tcp_flags".into(),
+            json!({"client": flags_str(r.client_flags), "server": flags_str(r.server_flags)}),
+        );
+    }
+    if let Some(h) = r.hello {
+        m.insert(
+            "client_hello".into(),
+            serde_json::to_value(h).unwrap_or(Value::Null),
+        );
+    }
+    if let Some(i) = &r.icmp {
+        m.insert(
+            "icmp".into(),
+            json!({
+                "type": i.icmp_type,
+                "code": i.code,
+                "admin_prohibited": i.admin_prohibited,
+                "frame": i.frame.frame,
+                "reporter": i.reporter.to_string(),
+            }),
+        );
+    }
+    if r.one_direction {
+        m.insert("one_direction".into(), json!(true));
+    }
+    m.insert(
+        "ended_by".into(),
+        serde_json::to_value(r.ended_by).unwrap_or(Value::Null),
+    );
+    if !f.matches.is_empty() {
+        let v: Vec<Value> = f
+            .matches
+            .iter()
+            .map(|x| {
+                json!({
+                    "rule": x.rule,
+                    "path": x.path,
+                    "by": x.by,
+                    "verdict": x.verdict.map(|v| v.as_str()),
+                })
+            })
+            .collect();
+        m.insert("matches".into(), Value::Array(v));
+    }
+    let mut top = Map::new();
+    top.insert("@timestamp".into(), json!(iso_time(r.first_ts)));
+    top.insert(
+        "event".into(),
+        json!({
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection"],
+            "start": iso_time(r.first_ts),
+            "end": iso_time(r.last_ts),
+            "duration": r.last_ts.saturating_sub(r.first_ts),
+            "outcome": event_outcome(r.outcome),
+        }),
+    );
+    top.insert("source".into(), Value::Object(source));
+    top.insert("destination".into(), Value::Object(dest));
+    top.insert("network".into(), Value::Object(network));
+    if let Some(sni) = &r.sni {
+        top.insert("tls".into(), json!({"client": {"server_name": sni}}));
+    }
+    if !f.matches.is_empty() {
+        let ids: Vec<&str> = f.matches.iter().map(|x| x.rule.as_str()).collect();
+        top.insert("rule".into(), json!({ "id": ids }));
+    }
+    top.insert("mdmaudit".into(), Value::Object(m));
+    Value::Object(top)
+}
+
+/// One finding as an ECS-shaped alert.
+pub fn finding_value(f: &Finding, files: &[String], capture_start: Option<i64>) -> Value {
+    let ts = f.first_ts.or(capture_start).unwrap_or(0);
+    let evidence: Vec<Value> = f
+        .evidence
+        .iter()
+        .map(|e| {
+            json!({
+                "frame": e.frame.frame,
+                "capture_file": files.get(e.frame.file as usize),
+                "destination": e.destination,
+                "transport": e.transport.as_str(),
+                "port": e.port,
+                "outcome": e.outcome.as_str(),
+                "path": e.role,
+            })
+        })
+        .collect();
+    let mut top = Map::new();
+    top.insert("@timestamp".into(), json!(iso_time(ts)));
+    top.insert(
+        "event".into(),
+        json!({
+            "kind": "alert",
+            "category": ["network"],
+            "type": ["info"],
+            "severity": f.severity.ecs(),
+        }),
+    );
+    top.insert("rule".into(), json!({ "id": f.rule }));
+    if let Some(d) = f.device {
+        top.insert("source".into(), json!({ "ip": d.to_string() }));
+    }
+    top.insert("message".into(), json!(f.summary));
+    let mut m = Map::new();
+    m.insert("record".into(), json!("finding"));
+    m.insert("verdict".into(), json!(f.verdict.as_str()));
+    m.insert("severity".into(), json!(f.severity.as_str()));
+    m.insert("flows".into(), json!(f.flows));
+    m.insert("evidence".into(), Value::Array(evidence));
+    if let Some(r) = &f.remediation {
+        m.insert("remediation".into(), json!(r));
+    }
+    top.insert("mdmaudit".into(), Value::Object(m));
+    Value::Object(top)
+}
+
+fn files(r: &ReportInput<'_>) -> Vec<String> {
+    r.run.inputs.iter().map(|i| i.file.clone()).collect()
+}
+
+/// Capture-loss estimate in percent (ACKs above a gap / ACKs of new data).
+fn loss_pct(r: &ReportInput<'_>) -> f64 {
+    let s = &r.run.flow_stats;
+    if s.acks_seen == 0 {
+        0.0
+    } else {
+        100.0 * s.acks_above_gap as f64 / s.acks_seen as f64
+    }
+}
+
+/// The whole report as one JSON document.
+pub fn report_value(r: &ReportInput<'_>) -> Value {
+    let files = files(r);
+    let cap = &r.run.capture;
+    let findings: Vec<Value> = r
+        .audit
+        .findings
+        .iter()
+        .map(|f| finding_value(f, &files, cap.first_ts))
+        .collect();
+    let flows: Vec<Value> = r
+        .audit
+        .flows
+        .iter()
+        .map(|f| flow_value(f, &files))
+        .collect();
+    let duration = match (cap.first_ts, cap.last_ts) {
+        (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let damage: Vec<Value> = r
+        .run
+        .inputs
+        .iter()
+        .filter_map(|i| i.damage.as_ref())
+        .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+        .collect();
+    json!({
+        "tool": {"name": "mdmaudit", "version": env!("CARGO_PKG_VERSION")},
+        "complete": r.run.complete(),
+        "damage": damage,
+        "findings_present": !r.audit.findings.is_empty(),
+        "inputs": r.run.inputs,
+        "catalog": {"source": r.catalog, "requirements": r.catalog_requirements},
+        "capture": {
+            "start": cap.first_ts.map(iso_time),
+            "end": cap.last_ts.map(iso_time),
+            "duration_s": duration,
+            "counters": cap,
+            "capture_loss": {
+                "acks_seen": r.run.flow_stats.acks_seen,
+                "acks_above_gap": r.run.flow_stats.acks_above_gap,
+                "gap_bytes": r.run.flow_stats.gap_bytes,
+                "estimate_pct": loss_pct(r),
+            },
+            "direction": r.audit.direction,
+        },
+        "flow_counters": r.run.flow_stats,
+        "profiles": r.audit.profiles,
+        "requirements": r.audit.requirements,
+        "findings": findings,
+        "devices": r.audit.devices,
+        "flows": flows,
+    })
+}
+
+pub struct JsonSink;
+
+impl Sink for JsonSink {
+    fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
+        let v = report_value(r);
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// One record per line: every flow, then every finding, then a summary record.
+pub struct NdjsonSink;
+
+impl Sink for NdjsonSink {
+    fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
+        let files = files(r);
+        for f in r.audit.flows.iter() {
+            serde_json::to_writer(&mut *out, &flow_value(f, &files))?;
+            out.write_all(b"\n")?;
+        }
+        for f in r.audit.findings.iter() {
+            serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
+            out.write_all(b"\n")?;
+        }
+        let mut summary = report_value(r);
+        if let Value::Object(m) = &mut summary {
+            m.remove("flows");
+            m.remove("findings");
+            m.insert(
+                "@timestamp".into(),
+                json!(iso_time(r.run.capture.first_ts.unwrap_or(0))),
+            );
+            m.insert(
+                "event".into(),
+                json!({"kind": "metric", "category": ["network"], "type": ["info"]}),
+            );
+            m.insert("mdmaudit".into(), json!({"record": "summary"}));
+        }
+        serde_json::to_writer(&mut *out, &summary)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// The terminal report.
+pub struct TextSink;
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn sev(&self, s: Severity, text: &str) -> String {
+        if !self.on {
+            return text.to_string();
+        }
+        let code = match s {
+            Severity::Error => "1;31",
+            Severity::Warning => "1;33",
+            Severity::Info => "36",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+    fn status(&self, st: &str, text: &str) -> String {
+        let sev = match st {
+            "blocked" => Some(Severity::Error),
+            "fallback" | "legacy" | "unexpected" | "missing" => Some(Severity::Warning),
+            "ok" => None,
+            _ => Some(Severity::Info),
+        };
+        match (self.on, sev) {
+            (false, _) => text.to_string(),
+            (true, None) => format!("\x1b[32m{text}\x1b[0m"),
+            (true, Some(s)) => self.sev(s, text),
+        }
+    }
+    fn bold(&self, text: &str) -> String {
+        if self.on {
+            format!("\x1b[1m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < U.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+impl Sink for TextSink {
+    fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
+        let mut s = String::new();
+        let p = Paint { on: r.color };
+        let cap = &r.run.capture;
+        let a = r.audit;
+        let _ = writeln!(
+            s,
+            "{}",
+            p.bold(&format!("mdmaudit {} report", env!("CARGO_PKG_VERSION")))
+        );
+        for i in r.run.inputs.iter() {
+            let state = match &i.damage {
+                None => "read completely".to_string(),
+                Some(d) => format!(
+                    "DAMAGED: reading stopped{} after {} packets: {}",
+                    d.offset
+                        .map(|o| format!(" at byte {o}"))
+                        .unwrap_or_default(),
+                    d.packets_read,
+                    d.reason
+                ),
+            };
+            let lt = if i.linktype_supported {
+                i.linktype_name.clone()
+            } else {
+                format!(
+                    "{} (link type {}, not decoded)",
+                    i.linktype_name, i.linktype
+                )
+            };
+            let _ = writeln!(
+                s,
+                "input    {}: {}, {} packets, {}; {}",
+                i.file,
+                lt,
+                i.packets,
+                human_bytes(i.bytes),
+                state
+            );
+        }
+        let duration = match (cap.first_ts, cap.last_ts) {
+            (Some(x), Some(y)) => (y.saturating_sub(x)) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let tcp = a
+            .flows
+            .iter()
+            .filter(|f| f.record.transport == crate::model::Transport::Tcp)
+            .count();
+        let _ = writeln!(
+            s,
+            "capture  {} to {} ({:.1} s), {} packets, {}, {} flows ({} tcp, {} udp)",
+            cap.first_ts.map(iso_time).unwrap_or_else(|| "-".into()),
+            cap.last_ts.map(iso_time).unwrap_or_else(|| "-".into()),
+            duration,
+            cap.packets,
+            human_bytes(cap.bytes),
+            a.flows.len(),
+            tcp,
+            a.flows.len() - tcp
+        );
+        let not_decoded: u64 = cap.not_decoded.values().sum();
+        let mut reasons: Vec<String> = cap
+            .not_decoded
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        for (lt, n) in cap.unsupported_link_types.iter() {
+            reasons.push(format!(
+                "link type {} ({}) {}",
+                lt,
+                crate::capture::linktype_name(*lt),
+                n
+            ));
+        }
+        let _ = writeln!(
+            s,
+            "decode   {} decoded, {} not decoded{}; {} truncated by snaplen",
+            cap.decoded,
+            not_decoded,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            },
+            cap.truncated_by_snaplen
+        );
+        let fs = &r.run.flow_stats;
+        let _ = writeln!(
+            s,
+            "flows    {} evicted idle, {} evicted at cap; ClientHellos {} complete, {} partial (snaplen), {} incomplete; capture loss {:.2}% ({} of {} ACKs above a gap)",
+            fs.flows_evicted_idle,
+            fs.flows_evicted_cap,
+            fs.hello_complete,
+            fs.hello_partial,
+            fs.hello_incomplete,
+            loss_pct(r),
+            fs.acks_above_gap,
+            fs.acks_seen
+        );
+        if cap.truncated_by_snaplen > 0 && cap.packets > 0 {
+            let _ = writeln!(
+                s,
+                "note     {} of {} frames were cut by the snaplen: server names are read from what was captured, coverage may be degraded",
+                cap.truncated_by_snaplen, cap.packets
+            );
+        }
+        let _ = writeln!(
+            s,
+            "catalog  {} ({} requirements)",
+            r.catalog, r.catalog_requirements
+        );
+        if a.profiles.is_empty() {
+            let _ = writeln!(
+                s,
+                "profiles none (no catalog traffic seen; select with --profile)"
+            );
+        } else {
+            let ps: Vec<String> = a
+                .profiles
+                .iter()
+                .map(|pr| match &pr.evidence {
+                    Some(e) => format!("{} ({}: {})", pr.name, pr.how, e),
+                    None => format!("{} ({})", pr.name, pr.how),
+                })
+                .collect();
+            let _ = writeln!(s, "profiles {}", ps.join("; "));
+        }
+        if a.direction.one_direction {
+            let _ = writeln!(
+                s,
+                "{}",
+                p.sev(
+                    Severity::Warning,
+                    "WARNING  this capture shows only one direction of traffic: failed-looking attempts are not judged"
+                )
+            );
+        }
+        if !r.run.complete() {
+            let _ = writeln!(
+                s,
+                "{}",
+                p.sev(
+                    Severity::Error,
+                    "INCOMPLETE: an input is damaged; this report covers what could be read"
+                )
+            );
+        }
+
+        let _ = writeln!(s, "\n{}", p.bold("Requirements"));
+        if a.requirements.is_empty() {
+            let _ = writeln!(
+                s,
+                "  (no requirement of the catalog is concerned by this capture)"
+            );
+        }
+        let shown: Vec<&crate::audit::RequirementStatus> = a
+            .requirements
+            .iter()
+            .filter(|q| q.required || q.status != "not_seen")
+            .collect();
+        let hidden = a.requirements.len() - shown.len();
+        let w = shown.iter().map(|q| q.rule.len()).max().unwrap_or(10);
+        for q in shown {
+            let devs: Vec<String> = q.devices.iter().map(|(v, n)| format!("{n} {v}")).collect();
+            let st = format!("{:<10}", q.status);
+            let _ = writeln!(
+                s,
+                "  {} {:<w$}  {} flows{}{}",
+                p.status(&q.status, &st),
+                q.rule,
+                q.flows,
+                if devs.is_empty() {
+                    String::new()
+                } else {
+                    format!("; devices: {}", devs.join(", "))
+                },
+                if q.required { "" } else { " (optional)" },
+            );
+        }
+
+        if hidden > 0 {
+            let _ = writeln!(
+                s,
+                "  ({hidden} optional requirement{} of the active profiles not seen; all are in --format json)",
+                if hidden == 1 { "" } else { "s" }
+            );
+        }
+        let errors = a
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let warnings = a
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
+        let _ = writeln!(
+            s,
+            "\n{}",
+            p.bold(&format!(
+                "Findings ({} error{}, {} warning{})",
+                errors,
+                if errors == 1 { "" } else { "s" },
+                warnings,
+                if warnings == 1 { "" } else { "s" }
+            ))
+        );
+        if a.findings.is_empty() {
+            let _ = writeln!(s, "  none");
+        }
+        let files = files(r);
+        for f in a.findings.iter() {
+            let head = format!(
+                "{:<7} {:<10}",
+                f.severity.as_str().to_uppercase(),
+                f.verdict.as_str()
+            );
+            let _ = writeln!(
+                s,
+                "  {} {}{}",
+                p.sev(f.severity, &head),
+                f.rule,
+                f.device
+                    .map(|d| format!("  device {d}"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(s, "      {}", f.summary);
+            if !f.evidence.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "      evidence ({} flow{}):",
+                    f.flows,
+                    if f.flows == 1 { "" } else { "s" }
+                );
+                for e in f.evidence.iter() {
+                    let file = if files.len() > 1 {
+                        format!(
+                            "{}:",
+                            files
+                                .get(e.frame.file as usize)
+                                .map(String::as_str)
+                                .unwrap_or("?")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        s,
+                        "        {}frame {:<6} {}/{} to {} {}{}",
+                        file,
+                        e.frame.frame,
+                        e.transport,
+                        e.port,
+                        e.destination,
+                        e.outcome.as_str(),
+                        if e.role.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({} path)", e.role)
+                        }
+                    );
+                }
+                if f.flows > f.evidence.len() {
+                    let _ = writeln!(s, "        ... and {} more", f.flows - f.evidence.len());
+                }
+            }
+            if let Some(rem) = &f.remediation {
+                for line in rem.split("; ") {
+                    let _ = writeln!(s, "      fix: {line}");
+                }
+            }
+        }
+
+        if r.show_devices {
+            let _ = writeln!(s, "\n{}", p.bold("Devices"));
+            for d in a.devices.iter() {
+                let items: Vec<String> = d
+                    .requirements
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", v.as_str()))
+                    .collect();
+                let _ = writeln!(s, "  {:<39} {}", d.device.to_string(), items.join(", "));
+            }
+        }
+        if r.show_flows {
+            let _ = writeln!(s, "\n{}", p.bold("Flows"));
+            for f in a.flows.iter() {
+                let x = &f.record;
+                let verdicts: Vec<String> = f
+                    .matches
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}={}",
+                            m.rule,
+                            m.verdict.map(Verdict::as_str).unwrap_or("-")
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  #{:<6} {} {} -> {} {:<11} {}{}{}",
+                    x.first_frame.frame,
+                    x.transport,
+                    x.client,
+                    x.server,
+                    x.outcome.as_str(),
+                    x.name.as_deref().unwrap_or("-"),
+                    f.name_source()
+                        .map(|n| format!(" [{}]", n.as_str()))
+                        .unwrap_or_default(),
+                    if verdicts.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {}", verdicts.join(" "))
+                    }
+                );
+            }
+        }
+        out.write_all(s.as_bytes())
+    }
+}
