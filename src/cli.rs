@@ -196,11 +196,13 @@ fn load_catalog(a: &CatalogArgs) -> Result<(Catalog, String), String> {
     if a.extra_rules.is_empty() {
         return Ok((base, desc));
     }
-    let extra = Catalog::load(&a.extra_rules).map_err(|e| e.to_string())?;
     for p in a.extra_rules.iter() {
         desc.push_str(&format!(" + {}", p.display()));
     }
-    let merged = base.extend(extra).map_err(|e| e.to_string())?;
+    // Extra files may use the base catalog's profiles.
+    let merged = base
+        .extend_from_paths(&a.extra_rules)
+        .map_err(|e| e.to_string())?;
     Ok((merged, desc))
 }
 

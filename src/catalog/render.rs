@@ -107,7 +107,7 @@ fn explanation(
             let _ = write!(text, "if {arg} is the site's {t}");
         }
         ExplainBy::SiteRole(t) => {
-            let _ = write!(text, "{arg} is a site role ({t})");
+            let _ = write!(text, "goes to the site's {t}");
         }
     }
     let path = port.map(|p| r.port_path(transport, p));
@@ -172,22 +172,33 @@ fn ports_text(r: &Requirement) -> String {
     s
 }
 
-/// Endpoints column: hosts, then addresses, then the site role.
+/// Endpoints column: hosts, then addresses, then the site role, cut to about
+/// [`ENDPOINTS_WIDTH`] characters with a count of what was left out.
 fn endpoints_text(r: &Requirement) -> String {
     let mut items: Vec<String> = r.hosts.iter().map(|h| h.as_str().to_owned()).collect();
     items.extend(r.addresses.iter().map(|a| a.to_string()));
     if let Some(t) = &r.target {
         items.push(format!("<{t}>"));
     }
-    const SHOWN: usize = 3;
-    let more = items.len().saturating_sub(SHOWN);
-    items.truncate(SHOWN);
-    let mut s = items.join(", ");
-    if more > 0 {
-        let _ = write!(s, " +{more} more");
+    let mut s = String::new();
+    let mut shown = 0;
+    for item in &items {
+        if shown > 0 && s.len() + item.len() + 2 > ENDPOINTS_WIDTH {
+            break;
+        }
+        if shown > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(item);
+        shown += 1;
+    }
+    if shown < items.len() {
+        let _ = write!(s, " +{} more", items.len() - shown);
     }
     s
 }
+
+const ENDPOINTS_WIDTH: usize = 60;
 
 fn flags_text(r: &Requirement) -> String {
     let mut flags = Vec::new();

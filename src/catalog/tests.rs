@@ -823,30 +823,3 @@ fn builtin_legacy_entries_and_profiles() {
         .collect();
     assert_eq!(required, ["google.fcm.device"]);
 }
-#[test]
-fn zz_fuzz_scratch() {
-    let base: Vec<u8> = BUILTIN.iter().flat_map(|(_, t)| t.bytes()).collect();
-    let mut seed: u64 = 0x1234_5678;
-    let mut rnd = || { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; seed };
-    let alphabet = b"[]{}=\"',.*#-/:0123456789\n\t abcz\\\xff\xc3";
-    for _ in 0..3000 {
-        let mut b = base.clone();
-        let start = (rnd() as usize) % b.len();
-        let len = 1 + (rnd() as usize) % 3000;
-        let end = (start + len).min(b.len());
-        let mut b: Vec<u8> = b.drain(start..end).collect();
-        for _ in 0..(rnd() % 8) {
-            if b.is_empty() { break; }
-            let i = (rnd() as usize) % b.len();
-            b[i] = alphabet[(rnd() as usize) % alphabet.len()];
-        }
-        let mut parts = link::Parts::default();
-        parts.add_bytes("f.toml", &b);
-        if let Ok(c) = link::link(parts) {
-            let _ = c.render_list(None);
-            let _ = c.explain("x.push.apple.com", Some(443), Transport::Tcp);
-        } else if let Err(e) = Catalog::parse_str("f", &String::from_utf8_lossy(&b)) {
-            let _ = e.to_string();
-        }
-    }
-}
