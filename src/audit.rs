@@ -135,6 +135,13 @@ pub struct Evidence {
     pub outcome: Outcome,
     /// `preferred` or `fallback` path of the requirement, when it has one.
     pub role: &'static str,
+    /// The attempt failed (see `FlowRecord::attempt_failed`).
+    pub failed: bool,
+    pub syn_retransmits: u32,
+    /// For unreachable attempts: who sent the ICMP error, and whether it said
+    /// "administratively prohibited" (a filter).
+    pub icmp_reporter: Option<IpAddr>,
+    pub admin_prohibited: bool,
 }
 
 /// An aggregated finding: one requirement, one verdict, one device (or none).
@@ -149,7 +156,9 @@ pub struct Finding {
     /// Total flows behind the finding; `evidence` lists at most `max_evidence`.
     pub flows: usize,
     pub evidence: Vec<Evidence>,
-    pub remediation: Option<String>,
+    /// Firewall rules that would fix it (blocked, fallback), or what replaces a
+    /// retired endpoint (legacy): one entry per rule.
+    pub remediation: Vec<String>,
     pub first_ts: Option<Nanos>,
 }
 
@@ -285,12 +294,12 @@ pub fn audit(
             let ri = m.req;
             if m.path == PortPath::Preferred {
                 let dev = f.record.client.ip();
-                if f.record.outcome.failed() {
+                if f.record.attempt_failed() {
                     preferred_failed
                         .entry((ri, dev))
                         .or_default()
                         .push((f.record.first_ts, fi));
-                } else if f.record.outcome.reached() {
+                } else if f.record.reached() {
                     preferred_reached.insert((ri, dev));
                 }
             }
@@ -301,9 +310,15 @@ pub fn audit(
     let mut linked_failed: BTreeSet<usize> = BTreeSet::new();
     let mut fallback_links: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (fi, flow) in flows.iter_mut().enumerate() {
-        let (client, first_ts, last_ts, outcome) = {
+        let (client, first_ts, last_ts, failed, reached) = {
             let r = &flow.record;
-            (r.client.ip(), r.first_ts, r.last_ts, r.outcome)
+            (
+                r.client.ip(),
+                r.first_ts,
+                r.last_ts,
+                r.attempt_failed(),
+                r.reached(),
+            )
         };
         let by_name = flow.record.name.is_some();
         if flow.ambiguous {
@@ -318,15 +333,15 @@ pub fn audit(
             } else {
                 match m.path {
                     PortPath::OtherPort => Some(Verdict::Unexpected),
-                    PortPath::Preferred | PortPath::Fallback if outcome.failed() => {
+                    PortPath::Preferred | PortPath::Fallback if failed => {
                         if direction.one_direction {
                             Some(Verdict::Undetermined)
                         } else {
                             Some(Verdict::Blocked)
                         }
                     }
-                    PortPath::Preferred if outcome.reached() => Some(Verdict::Ok),
-                    PortPath::Fallback if outcome.reached() => {
+                    PortPath::Preferred if reached => Some(Verdict::Ok),
+                    PortPath::Fallback if reached => {
                         let window_start = first_ts.saturating_sub(opts.fallback_window);
                         let causes: Vec<usize> = preferred_failed
                             .get(&(ri, client))
@@ -462,7 +477,7 @@ pub fn audit(
                 ),
                 flows: 0,
                 evidence: Vec::new(),
-                remediation: None,
+                remediation: Vec::new(),
                 first_ts: None,
             });
         }
@@ -483,10 +498,10 @@ pub fn audit(
             ),
             flows: direction.attempts_not_judged,
             evidence: Vec::new(),
-            remediation: Some(
+            remediation: vec![
                 "capture both directions (mirror rx and tx of the uplink, or capture on the host)"
                     .to_string(),
-            ),
+            ],
             first_ts: None,
         });
     }
@@ -605,6 +620,19 @@ fn match_flow(catalog: &Catalog, record: FlowRecord) -> AuditedFlow {
     // A service on a port it does not use is only judged when the name proves the
     // service (an address range alone covers a whole vendor).
     ms.retain(|m| m.path != PortPath::OtherPort || matches!(m.by, MatchBy::Host(_)));
+    // The most specific host pattern wins: api.push.apple.com (the provider API)
+    // over *.push.apple.com (the device channel).
+    let rank = |m: &crate::catalog::Match| -> Option<(u8, std::cmp::Reverse<usize>)> {
+        match &m.by {
+            MatchBy::Host(p) => crate::catalog::HostPattern::parse(p)
+                .ok()
+                .map(|h| (h.specificity(), std::cmp::Reverse(p.len()))),
+            MatchBy::Address(_) => None,
+        }
+    };
+    if let Some(best) = ms.iter().filter_map(rank).min() {
+        ms.retain(|m| rank(m).is_none_or(|r| r == best));
+    }
     let catalog_range = if record.name.is_none() {
         catalog
             .name_for_address(server.ip())
@@ -676,6 +704,10 @@ fn make_finding(
                 port: r.server.port(),
                 outcome: r.outcome,
                 role,
+                failed: r.attempt_failed(),
+                syn_retransmits: r.syn_retransmits,
+                icmp_reporter: r.icmp.map(|i| i.reporter),
+                admin_prohibited: r.icmp.is_some_and(|i| i.admin_prohibited),
             }
         })
         .collect();
@@ -685,11 +717,22 @@ fn make_finding(
         .filter_map(|&fi| flows.get(fi))
         .map(|f| f.record.first_ts)
         .min();
-    let failed: Vec<&Evidence> = evidence.iter().filter(|e| e.outcome.failed()).collect();
+    let failed: Vec<&Evidence> = evidence.iter().filter(|e| e.failed).collect();
     let outcome_words = |es: &[&Evidence]| -> String {
-        let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut c: BTreeMap<String, usize> = BTreeMap::new();
         for e in es {
-            *c.entry(e.outcome.as_str()).or_default() += 1;
+            let word = match (e.outcome, e.icmp_reporter) {
+                (Outcome::Reset, _) => "reset before the server sent any data".to_string(),
+                (Outcome::Unreachable, Some(by)) if e.admin_prohibited => {
+                    format!("unreachable: administratively prohibited by {by}")
+                }
+                (Outcome::Unreachable, Some(by)) => format!("unreachable: ICMP error from {by}"),
+                (Outcome::Unanswered, _) if e.syn_retransmits > 0 => {
+                    "unanswered after SYN retransmissions".to_string()
+                }
+                (o, _) => o.as_str().to_string(),
+            };
+            *c.entry(word).or_default() += 1;
         }
         c.iter()
             .map(|(k, n)| format!("{n} {k}"))
@@ -700,8 +743,8 @@ fn make_finding(
         es.iter().map(|e| (e.transport, e.port)).collect()
     };
     let dest_of = |es: &[&Evidence], ev_flows: &BTreeSet<usize>| -> String {
-        // The requirement's own ranges that contain the destinations, else the
-        // destination addresses themselves.
+        // The requirement's own ranges that contain the destinations; else the name
+        // the flow was attributed to with the address seen, else the address.
         let mut out: BTreeSet<String> = BTreeSet::new();
         for &fi in ev_flows {
             let Some(f) = flows.get(fi) else { continue };
@@ -711,16 +754,16 @@ fn make_finding(
             let ip = f.record.server.ip();
             match req.addresses.iter().find(|n| n.contains(&ip)) {
                 Some(n) => out.insert(n.to_string()),
-                None => out.insert(ip.to_string()),
+                None => match &f.record.name {
+                    Some(name) => out.insert(format!("{name} [{ip}]")),
+                    None => out.insert(ip.to_string()),
+                },
             };
         }
         out.into_iter().collect::<Vec<_>>().join(",")
     };
-    let allow = |es: &[&Evidence]| -> Option<String> {
-        if es.is_empty() {
-            return None;
-        }
-        let lines: Vec<String> = ports_of(es)
+    let allow = |es: &[&Evidence]| -> Vec<String> {
+        ports_of(es)
             .into_iter()
             .map(|(t, p)| {
                 let on_port: Vec<&Evidence> = es
@@ -737,8 +780,7 @@ fn make_finding(
                     req.id
                 )
             })
-            .collect();
-        Some(lines.join("; "))
+            .collect()
     };
     let (severity, summary, remediation) = match v {
         Verdict::Blocked => (
@@ -753,7 +795,7 @@ fn make_finding(
             allow(&failed),
         ),
         Verdict::Fallback => {
-            let fb: Vec<&Evidence> = evidence.iter().filter(|e| e.outcome.reached()).collect();
+            let fb: Vec<&Evidence> = evidence.iter().filter(|e| !e.failed).collect();
             let fb_ports: Vec<String> = ports_of(&fb)
                 .into_iter()
                 .map(|(t, p)| format!("{t}/{p}"))
@@ -781,26 +823,24 @@ fn make_finding(
                 )
             };
             let rem = if failed.is_empty() {
-                let lines: Vec<String> = req
-                    .ports
+                let to = if req.addresses.is_empty() {
+                    req.hosts
+                        .iter()
+                        .map(|h| h.as_str().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                } else {
+                    req.addresses
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                req.ports
                     .iter()
-                    .flat_map(|p| {
-                        req.transports.iter().map(move |t| (t, p))
-                    })
-                    .map(|(t, p)| {
-                        let to = if req.addresses.is_empty() {
-                            "its service hosts".to_string()
-                        } else {
-                            req.addresses
-                                .iter()
-                                .map(|n| n.to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        };
-                        format!("allow {}/{} from {} to {} ({})", t, p, dev, to, req.id)
-                    })
-                    .collect();
-                Some(lines.join("; "))
+                    .flat_map(|p| req.transports.iter().map(move |t| (t, p)))
+                    .map(|(t, p)| format!("allow {}/{} from {} to {} ({})", t, p, dev, to, req.id))
+                    .collect()
             } else {
                 allow(&failed)
             };
@@ -819,7 +859,7 @@ fn make_finding(
                     .map(|d| format!(" on {d}"))
                     .unwrap_or_default()
             ),
-            req.legacy.as_ref().map(|l| l.note.clone()),
+            req.legacy.iter().map(|l| l.note.clone()).collect(),
         ),
         Verdict::Unexpected => (
             Severity::Warning,
@@ -829,9 +869,9 @@ fn make_finding(
                 req.product,
                 describe_ports(req)
             ),
-            None,
+            Vec::new(),
         ),
-        _ => (Severity::Info, String::new(), None),
+        _ => (Severity::Info, String::new(), Vec::new()),
     };
     let flows_n = evidence.len();
     evidence.truncate(opts.max_evidence);
@@ -858,7 +898,7 @@ fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
         } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3) {
             client_only_answered += 1;
         }
-        if r.outcome.failed() {
+        if r.attempt_failed() {
             failed += 1;
         }
     }

@@ -110,7 +110,7 @@ impl FileSource {
             Capture::from_file_with_precision(p, Precision::Nano)
                 .map_err(|e| err(clean_pcap_error(&e.to_string())))?
         };
-        let linktype = cap.get_datalink().0 as u32;
+        let linktype = dlt_to_linktype(cap.get_datalink().0);
         Ok(FileSource {
             cap,
             name: path.to_string(),
@@ -171,7 +171,7 @@ impl PacketSource for FileSource {
     }
 }
 
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
@@ -184,10 +184,38 @@ fn clean_pcap_error(s: &str) -> String {
     s.trim_start_matches("libpcap error: ").trim().to_string()
 }
 
-/// Name of a link type for reports (`LINKTYPE_ETHERNET` -> "ethernet").
+/// libpcap hands out `DLT_*` values; files and reports use `LINKTYPE_*` values.
+/// They differ only for a few historical types.
+fn dlt_to_linktype(dlt: i32) -> u32 {
+    match dlt {
+        12 | 14 => 101, // DLT_RAW (Linux 12, BSD/OS 14) -> LINKTYPE_RAW
+        11 | 13 => 100, // DLT_ATM_RFC1483
+        d => d as u32,
+    }
+}
+
+/// Name of a `LINKTYPE_*` value for reports (1 -> "en10mb", 276 -> "linux_sll2").
 pub fn linktype_name(lt: u32) -> String {
-    match pcap::Linktype(lt as i32).get_name() {
-        Ok(n) => n.to_ascii_lowercase(),
-        Err(_) => format!("linktype {lt}"),
+    let known = match lt {
+        0 => Some("null"),
+        1 => Some("en10mb"),
+        9 => Some("ppp"),
+        50 => Some("ppp_hdlc"),
+        51 => Some("ppp_ether"),
+        101 => Some("raw"),
+        108 => Some("loop"),
+        113 => Some("linux_sll"),
+        228 => Some("ipv4"),
+        229 => Some("ipv6"),
+        239 => Some("nflog"),
+        276 => Some("linux_sll2"),
+        _ => None,
+    };
+    if let Some(k) = known {
+        return k.to_string();
+    }
+    match i32::try_from(lt).ok().map(|v| pcap::Linktype(v).get_name()) {
+        Some(Ok(n)) => n.to_ascii_lowercase(),
+        _ => format!("linktype {lt}"),
     }
 }

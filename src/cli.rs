@@ -6,9 +6,8 @@
 //! damaged part-way (the report of what was read is still written). 3 wins over 1 and 0.
 
 use crate::audit::{self, AuditOptions, Severity};
-use crate::capture::{FileSource, PacketSource};
 use crate::catalog::Catalog;
-use crate::engine;
+use crate::engine::{self, EngineConfig, Input, ReaderKind};
 use crate::flow::{FlowConfig, PortSet};
 use crate::model::Transport;
 use crate::report::{self, Format, ReportInput};
@@ -55,6 +54,14 @@ pub enum FailOn {
     Error,
     Warning,
     Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReaderArg {
+    /// mdmaudit's own chunked pcap/pcapng reader.
+    Fast,
+    /// libpcap, one packet at a time (slower; for comparison).
+    Libpcap,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,6 +133,13 @@ pub struct AuditArgs {
     /// Evidence frames listed per finding (all are counted).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_evidence: usize,
+    /// Decode and flow worker threads (default: the cores available). The report is
+    /// the same whatever the number.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// How capture files are read.
+    #[arg(long, value_enum, default_value_t = ReaderArg::Fast)]
+    pub reader: ReaderArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -228,13 +242,24 @@ fn run_audit(a: AuditArgs) -> i32 {
         return fail("standard input ('-') can be read only once");
     }
     // Open every input before reading any: an unreadable one stops the run at once.
-    let mut sources: Vec<Box<dyn PacketSource>> = Vec::new();
-    for f in a.files.iter() {
-        match FileSource::open(f) {
-            Ok(s) => sources.push(Box::new(s)),
+    let kind = match a.reader {
+        ReaderArg::Fast => ReaderKind::Fast,
+        ReaderArg::Libpcap => ReaderKind::Libpcap,
+    };
+    let mut inputs = Vec::new();
+    for (i, f) in a.files.iter().enumerate() {
+        match Input::open(f, i as u32, kind) {
+            Ok(s) => inputs.push(s),
             Err(e) => return fail(e),
         }
     }
+    let threads = match a.threads {
+        Some(0) => return fail("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
     let mut ports = PortSet::well_known();
     for r in catalog.requirements().iter() {
         for pr in r.ports.iter().chain(r.fallback.iter()) {
@@ -263,8 +288,8 @@ fn run_audit(a: AuditArgs) -> i32 {
         }
     };
     let run = engine::run(
-        sources,
-        cfg,
+        inputs,
+        EngineConfig { flow: cfg, threads },
         if stderr_tty {
             Some(&mut progress)
         } else {

@@ -14,7 +14,7 @@ use crate::model::{Nanos, Transport};
 use crate::{dns, http, tls};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 
 /// Where a packet sits in the input, so a user can jump to it in Wireshark.
@@ -67,12 +67,41 @@ impl FlowKey {
         }
     }
 
-    /// A hash equal for both directions, to pick the worker that owns the flow.
+    /// A hash equal for both directions (the key is canonical), the same in every
+    /// run, to pick the worker that owns the flow.
     pub fn shard_hash(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+        SHARD_HASHER.hash_one(self)
     }
+}
+
+/// Fixed seeds: which worker owns a flow does not change from run to run.
+static SHARD_HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
+    0x6d64_6d61_7564_6974,
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+);
+
+/// The shard hash of a decoded frame's flow (for an ICMP error, the flow it quotes).
+pub fn shard_hash(d: &Decoded<'_>) -> u64 {
+    let (t, a, b) = match &d.l4 {
+        L4::Tcp(t) => (
+            Transport::Tcp,
+            SocketAddr::new(d.src, t.sport),
+            SocketAddr::new(d.dst, t.dport),
+        ),
+        L4::Udp(u) => (
+            Transport::Udp,
+            SocketAddr::new(d.src, u.sport),
+            SocketAddr::new(d.dst, u.dport),
+        ),
+        L4::IcmpError(e) => (
+            e.transport,
+            SocketAddr::new(e.quoted_src, e.quoted_sport),
+            SocketAddr::new(e.quoted_dst, e.quoted_dport),
+        ),
+    };
+    FlowKey::of(t, a, b).0.shard_hash()
 }
 
 /// How a flow's server name was learned, in decreasing order of trust.
@@ -147,7 +176,9 @@ impl Outcome {
         )
     }
 
-    /// An attempt that failed: what a firewall drop or reject looks like.
+    /// An attempt that failed: what a firewall drop or reject looks like. (A flow
+    /// reset before the server sent any data also failed: see
+    /// [`FlowRecord::attempt_failed`].)
     pub fn failed(self) -> bool {
         matches!(
             self,
@@ -217,6 +248,10 @@ pub struct FlowRecord {
     pub client_bytes: u64,
     pub server_packets: u64,
     pub server_bytes: u64,
+    /// Transport payload bytes each side sent, as announced by the IP headers
+    /// (retransmissions included).
+    pub client_payload: u64,
+    pub server_payload: u64,
     pub outcome: Outcome,
     /// SYN to SYN-ACK (last SYN sent before the SYN-ACK), nanoseconds.
     pub rtt_ns: Option<i64>,
@@ -238,6 +273,20 @@ pub struct FlowRecord {
     pub one_direction: bool,
     /// The flow left the table because it was idle (false: end of capture) ...
     pub ended_by: EndReason,
+}
+
+impl FlowRecord {
+    /// The connection attempt failed: refused, unanswered, unreachable, or reset
+    /// before the server sent a single byte (a filter that lets the handshake through
+    /// and resets the connection when it sees the ClientHello).
+    pub fn attempt_failed(&self) -> bool {
+        self.outcome.failed() || (self.outcome == Outcome::Reset && self.server_payload == 0)
+    }
+
+    /// The service answered: a handshake and, if it was reset, data from the server.
+    pub fn reached(&self) -> bool {
+        self.outcome.reached() && !self.attempt_failed()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -406,6 +455,7 @@ struct Flow {
     /// Indexed by side: 0 = client, 1 = server.
     packets: [u64; 2],
     bytes: [u64; 2],
+    payload: [u64; 2],
     flags: [u8; 2],
     syns: u32,
     client_isn: Option<u32>,
@@ -437,7 +487,7 @@ impl Flow {
 /// One shard of the flow table, with its DNS cache.
 pub struct FlowTable {
     cfg: FlowConfig,
-    flows: HashMap<FlowKey, Flow>,
+    flows: HashMap<FlowKey, Flow, ahash::RandomState>,
     dns: DnsCache,
     stats: FlowStats,
     now: Nanos,
@@ -446,7 +496,7 @@ pub struct FlowTable {
 
 /// Names learned from DNS answers, by address.
 struct DnsCache {
-    map: HashMap<IpAddr, (String, Nanos)>,
+    map: HashMap<IpAddr, (String, Nanos), ahash::RandomState>,
     cap: usize,
 }
 
@@ -471,9 +521,9 @@ impl FlowTable {
         let cap = cfg.max_dns_entries.max(1);
         FlowTable {
             cfg,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             dns: DnsCache {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 cap,
             },
             stats: FlowStats::default(),
@@ -497,19 +547,26 @@ impl FlowTable {
     /// Account one decoded frame. Flows that end (idle, evicted, port reuse) are
     /// pushed to `out`.
     pub fn process(&mut self, ctx: &PacketCtx, d: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
-        if ctx.ts > self.now {
-            self.now = ctx.ts;
-        }
-        if self.last_sweep == Nanos::MIN {
-            self.last_sweep = ctx.ts;
-        } else if self.now.saturating_sub(self.last_sweep) >= 10 * 1_000_000_000 {
-            self.sweep_idle(out);
-            self.last_sweep = self.now;
-        }
+        self.advance(ctx.ts, out);
         match &d.l4 {
             L4::Tcp(t) => self.tcp(ctx, d.src, d.dst, t, out),
             L4::Udp(u) => self.udp(ctx, d.src, d.dst, u, out),
             L4::IcmpError(e) => self.icmp(ctx, d.src, e),
+        }
+    }
+
+    /// Move the table's clock to packet time `ts` (never backwards). Every 10 s of
+    /// packet time, flows idle past their timeout are finished and pushed to `out`.
+    /// A shard calls this for every frame of the capture, its own or not.
+    pub fn advance(&mut self, ts: Nanos, out: &mut Vec<FlowRecord>) {
+        if ts > self.now {
+            self.now = ts;
+        }
+        if self.last_sweep == Nanos::MIN {
+            self.last_sweep = self.now;
+        } else if self.now.saturating_sub(self.last_sweep) >= 10 * 1_000_000_000 {
+            self.sweep_idle(out);
+            self.last_sweep = self.now;
         }
     }
 
@@ -586,6 +643,7 @@ impl FlowTable {
             last_ts: ctx.ts,
             packets: [0; 2],
             bytes: [0; 2],
+            payload: [0; 2],
             flags: [0; 2],
             syns: 0,
             client_isn: None,
@@ -673,6 +731,7 @@ impl FlowTable {
         f.last_ts = f.last_ts.max(ctx.ts);
         f.packets[side] += 1;
         f.bytes[side] += u64::from(ctx.wire_len);
+        f.payload[side] += u64::from(t.payload_len);
         f.flags[side] |= t.flags;
 
         if from_client {
@@ -733,12 +792,12 @@ impl FlowTable {
 
         if from_client && !t.payload.is_empty() {
             Self::client_payload(&self.cfg, &mut self.stats, f, t);
-        } else if !from_client && !t.payload.is_empty() && key_port(f, false) == 53 {
+        } else if t.sport == 53 && !t.payload.is_empty() {
             if let Some(msg) = t.payload.get(2..) {
                 if let Ok(resp) = dns::parse_response(msg) {
                     f.app = Some(AppProto::Dns);
                     let ts = ctx.ts;
-                    self.learn_dns(&resp, ts);
+                    self.learn_dns(&resp, ts, true);
                 }
             }
         }
@@ -823,10 +882,41 @@ impl FlowTable {
         }
     }
 
-    fn learn_dns(&mut self, resp: &dns::DnsResponse, ts: Nanos) {
-        self.stats.dns_responses += 1;
+    /// Learn names from a DNS response carried by another shard's flow (every shard
+    /// sees every frame in file order, so all shards know the same names in time).
+    pub fn observe_dns(&mut self, ctx: &PacketCtx, d: &Decoded<'_>) {
+        let payload = match &d.l4 {
+            L4::Udp(u) if u.sport == 53 => u.payload,
+            L4::Tcp(t) if t.sport == 53 && !t.payload.is_empty() => match t.payload.get(2..) {
+                Some(p) => p,
+                None => return,
+            },
+            _ => return,
+        };
+        if let Ok(resp) = dns::parse_response(payload) {
+            self.learn_dns(&resp, ctx.ts, false);
+        }
+    }
+
+    /// Whether a frame may carry a DNS response (the frames [`observe_dns`] reads).
+    ///
+    /// [`observe_dns`]: FlowTable::observe_dns
+    pub fn may_be_dns_response(d: &Decoded<'_>) -> bool {
+        match &d.l4 {
+            L4::Udp(u) => u.sport == 53,
+            L4::Tcp(t) => t.sport == 53 && !t.payload.is_empty(),
+            L4::IcmpError(_) => false,
+        }
+    }
+
+    fn learn_dns(&mut self, resp: &dns::DnsResponse, ts: Nanos, own: bool) {
+        if own {
+            self.stats.dns_responses += 1;
+        }
         for r in dns::resolve_chain(resp) {
-            self.stats.dns_answers += 1;
+            if own {
+                self.stats.dns_answers += 1;
+            }
             self.dns
                 .insert(r.addr, r.name.as_str().to_string(), ts, &mut self.stats);
         }
@@ -871,12 +961,13 @@ impl FlowTable {
         f.last_ts = f.last_ts.max(ctx.ts);
         f.packets[side] += 1;
         f.bytes[side] += u64::from(ctx.wire_len);
-        if !from_client && u.sport == 53 {
+        f.payload[side] += u64::from(u.payload_len);
+        if u.sport == 53 {
             match dns::parse_response(u.payload) {
                 Ok(resp) => {
                     f.app = Some(AppProto::Dns);
                     let ts = ctx.ts;
-                    self.learn_dns(&resp, ts);
+                    self.learn_dns(&resp, ts, true);
                 }
                 Err(_) => self.stats.dns_malformed += 1,
             }
@@ -977,6 +1068,8 @@ impl FlowTable {
             client_bytes: f.bytes[0],
             server_packets: f.packets[1],
             server_bytes: f.bytes[1],
+            client_payload: f.payload[0],
+            server_payload: f.payload[1],
             outcome,
             rtt_ns: f.rtt_ns,
             syn_retransmits: f.syns.saturating_sub(1),
@@ -992,19 +1085,6 @@ impl FlowTable {
             one_direction,
             ended_by,
         }
-    }
-}
-
-fn key_port(f: &Flow, client: bool) -> u16 {
-    let (c, s) = if f.a_is_client {
-        (f.key.a, f.key.b)
-    } else {
-        (f.key.b, f.key.a)
-    };
-    if client {
-        c.port()
-    } else {
-        s.port()
     }
 }
 

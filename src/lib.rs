@@ -4,15 +4,16 @@
 //! `capture` -> `decode` -> `flow` (with `tls`, `dns`, `http` name extraction) ->
 //! `audit` (with `catalog`) -> `report`.
 
-pub mod model;
-pub mod catalog;
-pub mod decode;
-pub mod capture;
-pub mod tls;
-pub mod dns;
-pub mod http;
-pub mod flow;
-pub mod engine;
 pub mod audit;
-pub mod report;
+pub mod capture;
+pub mod catalog;
 pub mod cli;
+pub mod decode;
+pub mod dns;
+pub mod engine;
+pub mod flow;
+pub mod http;
+pub mod model;
+pub mod reader;
+pub mod report;
+pub mod tls;

@@ -216,6 +216,10 @@ pub fn finding_value(f: &Finding, files: &[String], capture_start: Option<i64>) 
                 "port": e.port,
                 "outcome": e.outcome.as_str(),
                 "path": e.role,
+                "failed": e.failed,
+                "syn_retransmits": e.syn_retransmits,
+                "icmp_reporter": e.icmp_reporter.map(|a| a.to_string()),
+                "admin_prohibited": e.admin_prohibited,
             })
         })
         .collect();
@@ -241,8 +245,8 @@ pub fn finding_value(f: &Finding, files: &[String], capture_start: Option<i64>) 
     m.insert("severity".into(), json!(f.severity.as_str()));
     m.insert("flows".into(), json!(f.flows));
     m.insert("evidence".into(), Value::Array(evidence));
-    if let Some(r) = &f.remediation {
-        m.insert("remediation".into(), json!(r));
+    if !f.remediation.is_empty() {
+        m.insert("remediation".into(), json!(f.remediation.join("; ")));
     }
     top.insert("mdmaudit".into(), Value::Object(m));
     Value::Object(top)
@@ -687,10 +691,8 @@ impl Sink for TextSink {
                     let _ = writeln!(s, "        ... and {} more", f.flows - f.evidence.len());
                 }
             }
-            if let Some(rem) = &f.remediation {
-                for line in rem.split("; ") {
-                    let _ = writeln!(s, "      fix: {line}");
-                }
+            for line in f.remediation.iter() {
+                let _ = writeln!(s, "      fix: {line}");
             }
         }
 

@@ -26,13 +26,8 @@ pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !(name.ends_with(".tsv")
-                || name.ends_with(".txt")
-                || name.ends_with(".out")
-                || name.ends_with(".yaml")
-                || name.ends_with(".md"))
-                && p.is_file()
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            matches!(ext, "pcap" | "pcapng" | "cap") && p.is_file()
         })
         .collect();
     v.sort();

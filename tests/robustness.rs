@@ -1,0 +1,123 @@
+//! Every capture of the shared corpora runs to completion with an exit status of
+//! SPEC section 6 (0, 1, 2 or 3): no panic (status 101), no hang, no signal. And the
+//! file-level failures give the documented status and a message naming the file.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn check_dir(dir: &Path) -> usize {
+    let caps = captures_in(dir);
+    let mut bad = Vec::new();
+    for cap in caps.iter() {
+        let f = cap.to_str().expect("utf-8 path");
+        let out = run_with_timeout(
+            &["audit", f, "--format", "json", "--fail-on", "never"],
+            Duration::from_secs(10),
+        );
+        match out.status.code() {
+            Some(0) | Some(1) | Some(2) | Some(3) => {}
+            other => bad.push(format!(
+                "{f}: status {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+        if out.status.code() == Some(0) || out.status.code() == Some(3) {
+            // A report was written and parses.
+            let v: Result<serde_json::Value, _> = serde_json::from_slice(&out.stdout);
+            if v.is_err() {
+                bad.push(format!("{f}: report is not valid JSON"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    caps.len()
+}
+
+#[test]
+fn real_captures_never_crash() {
+    assert!(check_dir(&shared_pcaps().join("real")) > 50);
+}
+
+#[test]
+fn malformed_captures_never_crash() {
+    assert!(check_dir(&shared_pcaps().join("malformed")) > 5);
+}
+
+#[test]
+fn tcpdump_test_captures_never_crash() {
+    assert!(check_dir(&shared_pcaps().join("tcpdump-tests")) > 500);
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mdmaudit-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d.join(name)
+}
+
+fn one_line_error_naming(out: &std::process::Output, file: &str) {
+    assert_eq!(out.status.code(), Some(2), "status");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(file), "names {file}: {err}");
+    assert!(out.stdout.is_empty(), "no report");
+}
+
+#[test]
+fn missing_empty_and_non_capture_files_exit_2() {
+    let missing = tmp("does-not-exist.pcap");
+    let m = missing.to_str().unwrap();
+    let out = run(&["audit", m]);
+    one_line_error_naming(&out, m);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+
+    let empty = tmp("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let e = empty.to_str().unwrap();
+    let out = run(&["audit", e]);
+    one_line_error_naming(&out, e);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+
+    let text = tmp("notes.txt");
+    std::fs::write(&text, b"this is not a capture file, just some text\n").unwrap();
+    let t = text.to_str().unwrap();
+    let out = run(&["audit", t]);
+    one_line_error_naming(&out, t);
+}
+
+#[test]
+fn capture_cut_inside_a_record_gives_partial_report_and_exit_3() {
+    let src = repo().join("pcaps").join("apns-fallback.pcap");
+    let bytes = std::fs::read(&src).expect("demo capture");
+    // Walk the pcap records to cut inside the data of the 5th record.
+    let mut off = 24usize;
+    let mut n = 0;
+    let cut_at = loop {
+        let hdr = &bytes[off..off + 16];
+        let caplen = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
+        n += 1;
+        if n == 5 {
+            break off + 16 + caplen / 2;
+        }
+        off += 16 + caplen;
+    };
+    let cut = tmp("cut.pcap");
+    std::fs::write(&cut, &bytes[..cut_at]).unwrap();
+    let c = cut.to_str().unwrap();
+    let out = run(&["audit", c, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["capture"]["counters"]["packets"], 4);
+    assert_eq!(v["damage"][0]["packets_read"], 4);
+    assert_eq!(v["damage"][0]["offset"].as_u64(), Some(off as u64));
+    let reason = v["damage"][0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("truncated"), "{reason}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(c) && err.contains(&format!("at byte {off}")),
+        "{err}"
+    );
+}
