@@ -149,9 +149,18 @@ impl PacketSource for FileSource {
             Ok(p) => {
                 self.packets += 1;
                 // With nanosecond precision libpcap stores nanoseconds in tv_usec.
+                // The file's seconds are an unsigned 32-bit field (valid to 2106);
+                // libpcap's pcap_timeval holds them signed, so undo the sign.
                 // (time_t and suseconds_t are not i64 on every platform.)
                 #[allow(clippy::useless_conversion)]
-                let ts = i64::from(p.header.ts.tv_sec)
+                let secs = i64::from(p.header.ts.tv_sec);
+                let secs = if secs < 0 && secs >= i64::from(i32::MIN) {
+                    i64::from(secs as i32 as u32)
+                } else {
+                    secs
+                };
+                #[allow(clippy::useless_conversion)]
+                let ts = secs
                     .saturating_mul(1_000_000_000)
                     .saturating_add(i64::from(p.header.ts.tv_usec));
                 Ok(Some(RawPacket {
@@ -190,6 +199,9 @@ fn dlt_to_linktype(dlt: i32) -> u32 {
     match dlt {
         12 | 14 => 101, // DLT_RAW (Linux 12, BSD/OS 14) -> LINKTYPE_RAW
         11 | 13 => 100, // DLT_ATM_RFC1483
+        15 => 102,      // DLT_SLIP_BSDOS
+        16 => 103,      // DLT_PPP_BSDOS
+        19 => 106,      // DLT_ATM_CLIP
         d => d as u32,
     }
 }
