@@ -10,6 +10,7 @@ use crate::model::{Nanos, Transport};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A flow's verdict for one requirement (SPEC section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -91,16 +92,13 @@ impl Default for AuditOptions {
 /// One requirement a flow matched, and what the flow says about it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlowMatch {
-    pub rule: String,
+    pub rule: Arc<str>,
     /// Index of the requirement in the catalog.
     #[serde(skip)]
     pub req: usize,
     pub path: PortPath,
     /// The host pattern or address range that matched.
-    pub by: String,
-    /// Whether `by` is a host pattern (the name proves the service).
-    #[serde(skip)]
-    pub by_host: bool,
+    pub by: MatchBy,
     pub verdict: Option<Verdict>,
 }
 
@@ -225,14 +223,15 @@ pub fn audit(
     opts: &AuditOptions,
     capture_span: Option<(Nanos, Nanos)>,
 ) -> Audit {
-    records.sort_by_key(|r| r.first_frame);
+    records.sort_unstable_by_key(|r| r.first_frame);
     let direction = direction_check(&records);
     let reqs = &catalog.requirements();
 
+    let ids: Vec<Arc<str>> = reqs.iter().map(|r| Arc::from(r.id.as_str())).collect();
     // 1. Match every flow.
     let mut flows: Vec<AuditedFlow> = records
         .into_iter()
-        .map(|r| match_flow(catalog, r))
+        .map(|r| match_flow(catalog, &ids, r))
         .collect();
 
     // 1b. An address range alone can fit several requirements (17.0.0.0/8 on 443 is
@@ -259,7 +258,7 @@ pub fn audit(
     }
     for f in flows.iter_mut() {
         let roles = roles_of(f);
-        let by_host = f.matches.iter().any(|m| m.by_host);
+        let by_host = f.matches.iter().any(|m| matches!(m.by, MatchBy::Host(_)));
         let several = if by_host {
             roles.len() > 1
         } else {
@@ -609,7 +608,21 @@ fn rank(v: Verdict) -> u8 {
     }
 }
 
-fn match_flow(catalog: &Catalog, record: FlowRecord) -> AuditedFlow {
+/// Lower is more specific: exact names, then a wildcard inside the first label, then
+/// any subdomain; country-code forms after plain ones; then the longer pattern.
+fn pattern_rank(p: &str) -> (u8, std::cmp::Reverse<usize>) {
+    let kind = if p.starts_with("*.") {
+        2
+    } else if p.contains('*') || p.contains('#') {
+        1
+    } else {
+        0
+    };
+    let cc = if p.contains("[cctld]") { 3 } else { 0 };
+    (kind + cc, std::cmp::Reverse(p.len()))
+}
+
+fn match_flow(catalog: &Catalog, ids: &[Arc<str>], record: FlowRecord) -> AuditedFlow {
     let server = record.server;
     let name = record.name.as_deref();
     let mut ms = catalog.match_flow(name, server.ip(), record.transport, server.port());
@@ -624,9 +637,7 @@ fn match_flow(catalog: &Catalog, record: FlowRecord) -> AuditedFlow {
     // over *.push.apple.com (the device channel).
     let rank = |m: &crate::catalog::Match| -> Option<(u8, std::cmp::Reverse<usize>)> {
         match &m.by {
-            MatchBy::Host(p) => crate::catalog::HostPattern::parse(p)
-                .ok()
-                .map(|h| (h.specificity(), std::cmp::Reverse(p.len()))),
+            MatchBy::Host(p) => Some(pattern_rank(p)),
             MatchBy::Address(_) => None,
         }
     };
@@ -643,16 +654,11 @@ fn match_flow(catalog: &Catalog, record: FlowRecord) -> AuditedFlow {
     let matches = ms
         .into_iter()
         .filter_map(|m| {
-            let req = catalog.requirements().get(m.req)?;
             Some(FlowMatch {
-                rule: req.id.clone(),
+                rule: Arc::clone(ids.get(m.req)?),
                 req: m.req,
                 path: m.path,
-                by: match &m.by {
-                    MatchBy::Host(p) => p.to_string(),
-                    MatchBy::Address(n) => n.to_string(),
-                },
-                by_host: matches!(m.by, MatchBy::Host(_)),
+                by: m.by,
                 verdict: None,
             })
         })
@@ -687,7 +693,7 @@ fn make_finding(
             let role = f
                 .matches
                 .iter()
-                .find(|m| m.rule == req.id)
+                .find(|m| *m.rule == *req.id)
                 .map(|m| match m.path {
                     PortPath::Preferred => "preferred",
                     PortPath::Fallback => "fallback",

@@ -36,35 +36,86 @@ pub struct PacketCtx {
 }
 
 /// Canonical, direction-free flow key: endpoint `a` sorts before endpoint `b`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Compact (40 bytes, addresses as 16 bytes, IPv4 mapped) so that hashing and
+/// comparing it is cheap on the per-packet path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
-    pub transport: Transport,
-    pub a: SocketAddr,
-    pub b: SocketAddr,
+    a: [u8; 16],
+    b: [u8; 16],
+    a_port: u16,
+    b_port: u16,
+    transport: Transport,
+    v4: bool,
+}
+
+impl Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.a));
+        state.write_u128(u128::from_ne_bytes(self.b));
+        state.write_u64(
+            (u64::from(self.a_port) << 32)
+                | (u64::from(self.b_port) << 16)
+                | (u64::from(self.transport == Transport::Udp) << 1)
+                | u64::from(self.v4),
+        );
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> ([u8; 16], bool) {
+    match ip {
+        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
+        IpAddr::V6(v6) => (v6.octets(), false),
+    }
+}
+
+fn ip_from(bytes: [u8; 16], v4: bool) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(bytes);
+    match (v4, v6.to_ipv4_mapped()) {
+        (true, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
 }
 
 impl FlowKey {
     /// The key of a packet from `src` to `dst`, and whether `src` is endpoint `a`.
     pub fn of(transport: Transport, src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
-        if src <= dst {
-            (
-                FlowKey {
-                    transport,
-                    a: src,
-                    b: dst,
-                },
-                true,
-            )
+        let (sb, sv4) = ip_bytes(src.ip());
+        let (db, _) = ip_bytes(dst.ip());
+        let src_first = (sb, src.port()) <= (db, dst.port());
+        let key = if src_first {
+            FlowKey {
+                a: sb,
+                b: db,
+                a_port: src.port(),
+                b_port: dst.port(),
+                transport,
+                v4: sv4,
+            }
         } else {
-            (
-                FlowKey {
-                    transport,
-                    a: dst,
-                    b: src,
-                },
-                false,
-            )
-        }
+            FlowKey {
+                a: db,
+                b: sb,
+                a_port: dst.port(),
+                b_port: src.port(),
+                transport,
+                v4: sv4,
+            }
+        };
+        (key, src_first)
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Endpoint `a` (the lower address and port).
+    pub fn a(&self) -> SocketAddr {
+        SocketAddr::new(ip_from(self.a, self.v4), self.a_port)
+    }
+
+    /// Endpoint `b`.
+    pub fn b(&self) -> SocketAddr {
+        SocketAddr::new(ip_from(self.b, self.v4), self.b_port)
     }
 
     /// A hash equal for both directions (the key is canonical), the same in every
@@ -581,7 +632,7 @@ impl FlowTable {
     }
 
     fn idle_limit(&self, f: &Flow) -> Nanos {
-        match f.key.transport {
+        match f.key.transport() {
             Transport::Udp => self.cfg.udp_idle,
             Transport::Tcp if f.synack_seen || f.client_isn.is_none() => self.cfg.tcp_idle,
             Transport::Tcp => self.cfg.tcp_attempt_idle,
@@ -630,7 +681,7 @@ impl FlowTable {
 
     fn new_flow(&mut self, ctx: &PacketCtx, key: FlowKey, a_is_client: bool) -> Flow {
         self.stats.flows_created += 1;
-        let server = if a_is_client { key.b } else { key.a };
+        let server = if a_is_client { key.b() } else { key.a() };
         let name = self
             .dns
             .map
@@ -694,11 +745,14 @@ impl FlowTable {
         );
         let pure_syn = t.has(tcp_flags::SYN) && !t.has(tcp_flags::ACK);
         // A new connection on a finished 5-tuple, or one idle past its timeout.
-        if let Some(f) = self.flows.get(&key) {
+        let stale = self.flows.get(&key).map(|f| {
             let idle = ctx.ts.saturating_sub(f.last_ts) > self.idle_limit(f);
             let reused = pure_syn
                 && f.client_isn.is_some_and(|isn| isn != t.seq)
                 && (f.closed() || !f.synack_seen);
+            (idle, reused)
+        });
+        if let Some((idle, reused)) = stale {
             if idle || reused {
                 if let Some(f) = self.flows.remove(&key) {
                     let why = if idle {
@@ -712,7 +766,7 @@ impl FlowTable {
                 }
             }
         }
-        if !self.flows.contains_key(&key) {
+        if stale.is_none_or(|(idle, reused)| idle || reused) {
             self.make_room(out);
             let src_is_client = if t.has(tcp_flags::SYN) {
                 // SYN: sender is the client; SYN-ACK: receiver is.
@@ -935,15 +989,17 @@ impl FlowTable {
             SocketAddr::new(src, u.sport),
             SocketAddr::new(dst, u.dport),
         );
-        if let Some(f) = self.flows.get(&key) {
-            if ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle {
-                if let Some(f) = self.flows.remove(&key) {
-                    self.stats.flows_evicted_idle += 1;
-                    out.push(self.record(f, EndReason::IdleTimeout));
-                }
+        let idle = self
+            .flows
+            .get(&key)
+            .map(|f| ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle);
+        if idle == Some(true) {
+            if let Some(f) = self.flows.remove(&key) {
+                self.stats.flows_evicted_idle += 1;
+                out.push(self.record(f, EndReason::IdleTimeout));
             }
         }
-        if !self.flows.contains_key(&key) {
+        if idle != Some(false) {
             self.make_room(out);
             // The first datagram's sender is the client, unless it comes from a service
             // port to a non-service port (a reply whose request was not captured).
@@ -1007,9 +1063,9 @@ impl FlowTable {
             Self::hello_outcome(&mut self.stats, &mut f, state);
         }
         let (client, server) = if f.a_is_client {
-            (f.key.a, f.key.b)
+            (f.key.a(), f.key.b())
         } else {
-            (f.key.b, f.key.a)
+            (f.key.b(), f.key.a())
         };
         let hello = f.hello;
         if hello == Some(HelloStatus::Incomplete) {
@@ -1022,7 +1078,7 @@ impl FlowTable {
             self.stats.hello_malformed += 1;
         }
         let one_direction;
-        let outcome = match f.key.transport {
+        let outcome = match f.key.transport() {
             Transport::Tcp => {
                 one_direction = f.syns > 0 && !f.synack_seen && f.client_acked_after_syn;
                 if f.syns == 0 {
@@ -1059,7 +1115,7 @@ impl FlowTable {
             None => (None, None),
         };
         FlowRecord {
-            transport: f.key.transport,
+            transport: f.key.transport(),
             client,
             server,
             first_ts: f.first_ts,

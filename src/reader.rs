@@ -304,17 +304,16 @@ impl FileReader {
         self.carry.clear();
         let base = self.carry_offset;
         if chunk.data.len() < CHUNK_BYTES && !self.eof {
-            let old = chunk.data.len();
-            chunk.data.resize(CHUNK_BYTES, 0);
-            match read_full(&mut *self.input, &mut chunk.data[old..]) {
+            // Read into the spare capacity (no zero-filling of the buffer first).
+            let want = (CHUNK_BYTES - chunk.data.len()) as u64;
+            chunk.data.reserve(want as usize);
+            match (&mut self.input).take(want).read_to_end(&mut chunk.data) {
                 Ok(n) => {
-                    chunk.data.truncate(old + n);
-                    if n < CHUNK_BYTES - old {
+                    if (n as u64) < want {
                         self.eof = true;
                     }
                 }
                 Err(e) => {
-                    chunk.data.truncate(old);
                     return Fill::Damaged(self.damage(base, format!("read error: {e}")));
                 }
             }

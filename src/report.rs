@@ -9,7 +9,7 @@
 
 use crate::audit::{Audit, AuditedFlow, Finding, Severity, Verdict};
 use crate::engine::RunResult;
-use crate::flow::{FlowRecord, Outcome};
+use crate::flow::FlowRecord;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -76,129 +76,239 @@ fn flags_str(f: u8) -> String {
     s
 }
 
-fn event_outcome(o: Outcome) -> &'static str {
-    if o.reached() {
-        "success"
-    } else if o.failed() {
+fn event_outcome(r: &FlowRecord) -> &'static str {
+    if r.attempt_failed() {
         "failure"
+    } else if r.reached() {
+        "success"
     } else {
         "unknown"
     }
 }
 
+/// RFC 3339 time serialized without building a JSON value.
+struct Iso(i64);
+
+impl serde::Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&iso_time(self.0))
+    }
+}
+
+/// A value serialized through `Display` (addresses, ranges) without a `String`.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FlowEvent {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    ty: [&'static str; 1],
+    start: Iso,
+    end: Iso,
+    duration: i64,
+    outcome: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Endpoint<'a> {
+    ip: Shown<std::net::IpAddr>,
+    port: u16,
+    packets: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Network {
+    transport: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct TlsClient<'a> {
+    server_name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Tls<'a> {
+    client: TlsClient<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct RuleIds<'a> {
+    id: Vec<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct TcpFlags {
+    client: String,
+    server: String,
+}
+
+#[derive(serde::Serialize)]
+struct IcmpOut {
+    #[serde(rename = "type")]
+    ty: u8,
+    code: u8,
+    admin_prohibited: bool,
+    frame: u64,
+    reporter: Shown<std::net::IpAddr>,
+}
+
+#[derive(serde::Serialize)]
+struct MatchOut<'a> {
+    rule: &'a str,
+    path: crate::catalog::PortPath,
+    by: Shown<ByText<'a>>,
+    verdict: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct FlowMeta<'a> {
+    record: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog_vendor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog_range: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<f64>,
+    first_frame: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syn_retransmits: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<TcpFlags>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_hello: Option<crate::flow::HelloStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp: Option<IcmpOut>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    one_direction: bool,
+    ended_by: crate::flow::EndReason,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    matches: Vec<MatchOut<'a>>,
+}
+
+/// One flow as an ECS-shaped record (field order is fixed, see docs/fields.md).
+#[derive(serde::Serialize)]
+pub struct FlowOut<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: Iso,
+    event: FlowEvent,
+    source: Endpoint<'a>,
+    destination: Endpoint<'a>,
+    network: Network,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleIds<'a>>,
+    mdmaudit: FlowMeta<'a>,
+}
+
+/// The bare pattern or range of a match (`*.push.apple.com`, `17.0.0.0/8`).
+struct ByText<'a>(&'a crate::catalog::MatchBy);
+
+impl std::fmt::Display for ByText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            crate::catalog::MatchBy::Host(p) => f.write_str(p),
+            crate::catalog::MatchBy::Address(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// One flow as an ECS-shaped record.
-pub fn flow_value(f: &AuditedFlow, files: &[String]) -> Value {
+pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
     let r: &FlowRecord = &f.record;
-    let mut source = Map::new();
-    source.insert("ip".into(), json!(r.client.ip().to_string()));
-    source.insert("port".into(), json!(r.client.port()));
-    source.insert("packets".into(), json!(r.client_packets));
-    source.insert("bytes".into(), json!(r.client_bytes));
-    let mut dest = Map::new();
-    dest.insert("ip".into(), json!(r.server.ip().to_string()));
-    dest.insert("port".into(), json!(r.server.port()));
-    dest.insert("packets".into(), json!(r.server_packets));
-    dest.insert("bytes".into(), json!(r.server_bytes));
-    if let Some(n) = &r.name {
-        dest.insert("domain".into(), json!(n));
-    }
-    let mut network = Map::new();
-    network.insert("transport".into(), json!(r.transport.as_str()));
-    if let Some(a) = r.app {
-        network.insert("protocol".into(), json!(a.as_str()));
-    }
-    network.insert("packets".into(), json!(r.client_packets + r.server_packets));
-    network.insert("bytes".into(), json!(r.client_bytes + r.server_bytes));
-    let mut m = Map::new();
-    m.insert("record".into(), json!("flow"));
-    m.insert("outcome".into(), json!(r.outcome.as_str()));
-    if let Some(s) = f.name_source() {
-        m.insert("name_source".into(), json!(s.as_str()));
-    }
-    if let Some((vendor, range)) = &f.catalog_range {
-        m.insert("catalog_vendor".into(), json!(vendor));
-        m.insert("catalog_range".into(), json!(range));
-    }
-    if let Some(rtt) = r.rtt_ns {
-        m.insert("rtt_ms".into(), json!(rtt as f64 / 1e6));
-    }
-    m.insert("first_frame".into(), json!(r.first_frame.frame));
-    if let Some(file) = files.get(r.first_frame.file as usize) {
-        m.insert("capture_file".into(), json!(file));
-    }
-    if r.transport == crate::model::Transport::Tcp {
-        m.insert("syn_retransmits".into(), json!(r.syn_retransmits));
-        m.insert(
-            "tcp_flags".into(),
-            json!({"client": flags_str(r.client_flags), "server": flags_str(r.server_flags)}),
-        );
-    }
-    if let Some(h) = r.hello {
-        m.insert(
-            "client_hello".into(),
-            serde_json::to_value(h).unwrap_or(Value::Null),
-        );
-    }
-    if let Some(i) = &r.icmp {
-        m.insert(
-            "icmp".into(),
-            json!({
-                "type": i.icmp_type,
-                "code": i.code,
-                "admin_prohibited": i.admin_prohibited,
-                "frame": i.frame.frame,
-                "reporter": i.reporter.to_string(),
-            }),
-        );
-    }
-    if r.one_direction {
-        m.insert("one_direction".into(), json!(true));
-    }
-    m.insert(
-        "ended_by".into(),
-        serde_json::to_value(r.ended_by).unwrap_or(Value::Null),
-    );
-    if !f.matches.is_empty() {
-        let v: Vec<Value> = f
-            .matches
-            .iter()
-            .map(|x| {
-                json!({
-                    "rule": x.rule,
-                    "path": x.path,
-                    "by": x.by,
-                    "verdict": x.verdict.map(|v| v.as_str()),
-                })
-            })
-            .collect();
-        m.insert("matches".into(), Value::Array(v));
-    }
-    let mut top = Map::new();
-    top.insert("@timestamp".into(), json!(iso_time(r.first_ts)));
-    top.insert(
-        "event".into(),
-        json!({
-            "kind": "event",
-            "category": ["network"],
-            "type": ["connection"],
-            "start": iso_time(r.first_ts),
-            "end": iso_time(r.last_ts),
-            "duration": r.last_ts.saturating_sub(r.first_ts),
-            "outcome": event_outcome(r.outcome),
+    let tcp = r.transport == crate::model::Transport::Tcp;
+    FlowOut {
+        timestamp: Iso(r.first_ts),
+        event: FlowEvent {
+            kind: "event",
+            category: ["network"],
+            ty: ["connection"],
+            start: Iso(r.first_ts),
+            end: Iso(r.last_ts),
+            duration: r.last_ts.saturating_sub(r.first_ts),
+            outcome: event_outcome(r),
+        },
+        source: Endpoint {
+            ip: Shown(r.client.ip()),
+            port: r.client.port(),
+            packets: r.client_packets,
+            bytes: r.client_bytes,
+            domain: None,
+        },
+        destination: Endpoint {
+            ip: Shown(r.server.ip()),
+            port: r.server.port(),
+            packets: r.server_packets,
+            bytes: r.server_bytes,
+            domain: r.name.as_deref(),
+        },
+        network: Network {
+            transport: r.transport.as_str(),
+            protocol: r.app.map(|a| a.as_str()),
+            packets: r.client_packets + r.server_packets,
+            bytes: r.client_bytes + r.server_bytes,
+        },
+        tls: r.sni.as_deref().map(|sni| Tls {
+            client: TlsClient { server_name: sni },
         }),
-    );
-    top.insert("source".into(), Value::Object(source));
-    top.insert("destination".into(), Value::Object(dest));
-    top.insert("network".into(), Value::Object(network));
-    if let Some(sni) = &r.sni {
-        top.insert("tls".into(), json!({"client": {"server_name": sni}}));
+        rule: (!f.matches.is_empty()).then(|| RuleIds {
+            id: f.matches.iter().map(|x| &*x.rule).collect(),
+        }),
+        mdmaudit: FlowMeta {
+            record: "flow",
+            outcome: r.outcome.as_str(),
+            name_source: f.name_source().map(|s| s.as_str()),
+            catalog_vendor: f.catalog_range.as_ref().map(|(v, _)| v.as_str()),
+            catalog_range: f.catalog_range.as_ref().map(|(_, n)| n.as_str()),
+            rtt_ms: r.rtt_ns.map(|rtt| rtt as f64 / 1e6),
+            first_frame: r.first_frame.frame,
+            capture_file: files.get(r.first_frame.file as usize).map(String::as_str),
+            syn_retransmits: tcp.then_some(r.syn_retransmits),
+            tcp_flags: tcp.then(|| TcpFlags {
+                client: flags_str(r.client_flags),
+                server: flags_str(r.server_flags),
+            }),
+            client_hello: r.hello,
+            icmp: r.icmp.map(|i| IcmpOut {
+                ty: i.icmp_type,
+                code: i.code,
+                admin_prohibited: i.admin_prohibited,
+                frame: i.frame.frame,
+                reporter: Shown(i.reporter),
+            }),
+            one_direction: r.one_direction,
+            ended_by: r.ended_by,
+            matches: f
+                .matches
+                .iter()
+                .map(|x| MatchOut {
+                    rule: &x.rule,
+                    path: x.path,
+                    by: Shown(ByText(&x.by)),
+                    verdict: x.verdict.map(|v| v.as_str()),
+                })
+                .collect(),
+        },
     }
-    if !f.matches.is_empty() {
-        let ids: Vec<&str> = f.matches.iter().map(|x| x.rule.as_str()).collect();
-        top.insert("rule".into(), json!({ "id": ids }));
-    }
-    top.insert("mdmaudit".into(), Value::Object(m));
-    Value::Object(top)
 }
 
 /// One finding as an ECS-shaped alert.
@@ -266,22 +376,10 @@ fn loss_pct(r: &ReportInput<'_>) -> f64 {
     }
 }
 
-/// The whole report as one JSON document.
-pub fn report_value(r: &ReportInput<'_>) -> Value {
-    let files = files(r);
+/// The report without its `findings` and `flows` arrays (small: counters, profiles,
+/// requirement status, devices).
+pub fn summary_value(r: &ReportInput<'_>) -> Value {
     let cap = &r.run.capture;
-    let findings: Vec<Value> = r
-        .audit
-        .findings
-        .iter()
-        .map(|f| finding_value(f, &files, cap.first_ts))
-        .collect();
-    let flows: Vec<Value> = r
-        .audit
-        .flows
-        .iter()
-        .map(|f| flow_value(f, &files))
-        .collect();
     let duration = match (cap.first_ts, cap.last_ts) {
         (Some(a), Some(b)) => (b.saturating_sub(a)) as f64 / 1e9,
         _ => 0.0,
@@ -316,19 +414,46 @@ pub fn report_value(r: &ReportInput<'_>) -> Value {
         "flow_counters": r.run.flow_stats,
         "profiles": r.audit.profiles,
         "requirements": r.audit.requirements,
-        "findings": findings,
         "devices": r.audit.devices,
-        "flows": flows,
     })
 }
 
+/// One JSON document: the summary fields (pretty-printed), then `findings` and
+/// `flows`, one compact record per line, streamed without building the whole
+/// document in memory.
 pub struct JsonSink;
 
 impl Sink for JsonSink {
     fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
-        let v = report_value(r);
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        out.write_all(b"\n")
+        let files = files(r);
+        let head = serde_json::to_string_pretty(&summary_value(r))?;
+        // "{ ...fields... \n}" -> keep the fields, append the two arrays.
+        let body = head
+            .strip_suffix('}')
+            .map(|h| h.trim_end())
+            .unwrap_or(&head);
+        out.write_all(body.as_bytes())?;
+        out.write_all(b",\n  \"findings\": [")?;
+        for (i, f) in r.audit.findings.iter().enumerate() {
+            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+            serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
+        }
+        out.write_all(if r.audit.findings.is_empty() {
+            b"]"
+        } else {
+            b"\n  ]"
+        })?;
+        out.write_all(b",\n  \"flows\": [")?;
+        for (i, f) in r.audit.flows.iter().enumerate() {
+            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+            serde_json::to_writer(&mut *out, &flow_out(f, &files))?;
+        }
+        out.write_all(if r.audit.flows.is_empty() {
+            b"]"
+        } else {
+            b"\n  ]"
+        })?;
+        out.write_all(b"\n}\n")
     }
 }
 
@@ -339,17 +464,15 @@ impl Sink for NdjsonSink {
     fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
         let files = files(r);
         for f in r.audit.flows.iter() {
-            serde_json::to_writer(&mut *out, &flow_value(f, &files))?;
+            serde_json::to_writer(&mut *out, &flow_out(f, &files))?;
             out.write_all(b"\n")?;
         }
         for f in r.audit.findings.iter() {
             serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
             out.write_all(b"\n")?;
         }
-        let mut summary = report_value(r);
+        let mut summary = summary_value(r);
         if let Value::Object(m) = &mut summary {
-            m.remove("flows");
-            m.remove("findings");
             m.insert(
                 "@timestamp".into(),
                 json!(iso_time(r.run.capture.first_ts.unwrap_or(0))),

@@ -201,7 +201,7 @@ fn fallback_after_blocked_5223_is_one_finding_linking_the_attempts() {
     let a = run(fallback_records(0, 15));
     assert_eq!(a.findings.len(), 1, "{:#?}", a.findings);
     let f = &a.findings[0];
-    assert_eq!(f.rule, DEVICE);
+    assert_eq!(&*f.rule, DEVICE);
     assert_eq!(f.verdict, Verdict::Fallback);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.device, Some(ip("10.0.0.5")));
@@ -323,7 +323,7 @@ fn only_failed_5223_attempts_are_blocked_with_a_remediation_line() {
     let a = run(records);
     assert_eq!(a.findings.len(), 1, "{:#?}", a.findings);
     let f = &a.findings[0];
-    assert_eq!(f.rule, DEVICE);
+    assert_eq!(&*f.rule, DEVICE);
     assert_eq!(f.verdict, Verdict::Blocked);
     assert_eq!(f.severity, Severity::Error);
     assert_eq!(f.device, Some(ip("10.0.0.5")));
@@ -371,7 +371,7 @@ fn traffic_to_the_retired_gateway_is_legacy() {
     let legacy = with_verdict(&a, Verdict::Legacy);
     assert_eq!(legacy.len(), 1, "{:#?}", a.findings);
     let f = legacy[0];
-    assert_eq!(f.rule, LEGACY);
+    assert_eq!(&*f.rule, LEGACY);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.device, Some(ip("10.0.0.10")));
     assert_eq!(frames(f), vec![1, 2]);
@@ -385,7 +385,7 @@ fn traffic_to_the_retired_gateway_is_legacy() {
     assert!(with_verdict(&a, Verdict::Blocked).is_empty());
     assert!(with_verdict(&a, Verdict::Fallback).is_empty());
     assert_eq!(a.flows[0].matches.len(), 1);
-    assert_eq!(a.flows[0].matches[0].rule, LEGACY);
+    assert_eq!(&*a.flows[0].matches[0].rule, LEGACY);
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn named_service_on_a_port_it_does_not_use_is_unexpected_unnamed_is_not() {
     let a = run(records);
     assert_eq!(a.findings.len(), 1, "{:#?}", a.findings);
     let f = &a.findings[0];
-    assert_eq!(f.rule, DEVICE);
+    assert_eq!(&*f.rule, DEVICE);
     assert_eq!(f.verdict, Verdict::Unexpected);
     assert_eq!(f.severity, Severity::Warning);
     assert_eq!(f.device, Some(ip("10.0.0.5")));
@@ -558,7 +558,7 @@ fn one_direction_capture_is_reported_instead_of_blocked() {
     );
     assert_eq!(a.findings.len(), 1, "{:#?}", a.findings);
     let f = &a.findings[0];
-    assert_eq!(f.rule, ONE_DIRECTION_RULE);
+    assert_eq!(&*f.rule, ONE_DIRECTION_RULE);
     assert_eq!(f.rule, "mdmaudit.capture.one_direction");
     assert_eq!(f.verdict, Verdict::Undetermined);
     assert_eq!(f.device, None);
@@ -580,7 +580,7 @@ fn unnamed_443_to_apple_from_a_client_without_other_traffic_is_ambiguous() {
     let a = run(records);
     let f = &a.flows[0];
     assert!(f.ambiguous);
-    let rules: Vec<&str> = f.matches.iter().map(|m| m.rule.as_str()).collect();
+    let rules: Vec<&str> = f.matches.iter().map(|m| &*m.rule).collect();
     assert_eq!(rules, vec![DEVICE, PROVIDER]);
     assert!(
         f.matches.iter().all(|m| m.verdict.is_none()),
@@ -612,7 +612,7 @@ fn unnamed_443_from_a_client_with_5223_traffic_is_judged_as_the_device() {
         .unwrap();
     assert!(!f.ambiguous);
     assert_eq!(f.matches.len(), 1, "{:#?}", f.matches);
-    assert_eq!(f.matches[0].rule, DEVICE);
+    assert_eq!(&*f.matches[0].rule, DEVICE);
     // The device also reaches 5223: its 443 connection is not a fallback finding.
     assert_eq!(f.matches[0].verdict, Some(Verdict::Ok));
     assert!(a.findings.is_empty(), "{:#?}", a.findings);
@@ -634,7 +634,7 @@ fn unnamed_443_from_a_client_with_5223_traffic_is_judged_as_the_device() {
         .find(|f| f.record.first_frame.frame == 3)
         .unwrap();
     assert_eq!(f.matches.len(), 1);
-    assert_eq!(f.matches[0].rule, DEVICE);
+    assert_eq!(&*f.matches[0].rule, DEVICE);
 }
 
 #[test]
@@ -661,7 +661,7 @@ fn provider_api_connection_is_not_a_device_fallback() {
         a.findings
     );
     let f = &a.flows[0];
-    let provider = f.matches.iter().find(|m| m.rule == PROVIDER).unwrap();
+    let provider = f.matches.iter().find(|m| &*m.rule == PROVIDER).unwrap();
     assert_eq!(provider.verdict, Some(Verdict::Ok));
 }
 
