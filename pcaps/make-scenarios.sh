@@ -598,4 +598,7 @@ main() {
   if verify; then log "done: all files check out"; else log "FAILED checks"; exit 1; fi
 }
 
-main "$@"
+# Run only when executed; make-seed-scenarios.sh sources this file for its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi
