@@ -344,6 +344,8 @@ impl FlowRecord {
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     EndOfCapture,
+    /// Closed (FIN both ways, or RST) and quiet for `tcp_closed_idle`.
+    Closed,
     IdleTimeout,
     Evicted,
     PortReused,
@@ -360,6 +362,9 @@ pub struct FlowConfig {
     pub tcp_attempt_idle: Nanos,
     /// Idle timeout of UDP flows.
     pub udp_idle: Nanos,
+    /// How long a TCP flow closed by FINs both ways or a RST stays in the table for
+    /// its last ACKs and retransmissions (Zeek's `tcp_close_delay`).
+    pub tcp_closed_idle: Nanos,
     /// DNS answers kept for naming later flows.
     pub max_dns_entries: usize,
     /// Ports on which a service listens (catalog ports plus well-known ones): the side
@@ -376,6 +381,7 @@ impl Default for FlowConfig {
             tcp_idle: 300 * 1_000_000_000,
             tcp_attempt_idle: 180 * 1_000_000_000,
             udp_idle: 60 * 1_000_000_000,
+            tcp_closed_idle: 5 * 1_000_000_000,
             max_dns_entries: 100_000,
             service_ports: PortSet::well_known(),
             max_hello_segments: 32,
@@ -427,6 +433,11 @@ impl PortSet {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FlowStats {
     pub flows_created: u64,
+    /// TCP flows that closed and left the table after `tcp_closed_idle`.
+    pub flows_closed: u64,
+    /// Packets of connections that had already closed and left the table (FIN
+    /// retransmissions, late ACKs): counted here, not as new flows.
+    pub packets_after_close: u64,
     pub flows_evicted_idle: u64,
     pub flows_evicted_cap: u64,
     pub flows_port_reused: u64,
@@ -452,6 +463,8 @@ pub struct FlowStats {
 impl FlowStats {
     pub fn add(&mut self, o: &FlowStats) {
         self.flows_created += o.flows_created;
+        self.flows_closed += o.flows_closed;
+        self.packets_after_close += o.packets_after_close;
         self.flows_evicted_idle += o.flows_evicted_idle;
         self.flows_evicted_cap += o.flows_evicted_cap;
         self.flows_port_reused += o.flows_port_reused;
@@ -516,6 +529,7 @@ struct Flow {
     /// A RST from the server before any SYN-ACK.
     rst_before_synack: bool,
     rst_after_synack: bool,
+    /// Sides that sent a FIN (bit 0: client, bit 1: server).
     fins: u8,
     client_acked_after_syn: bool,
     seq: [SeqTrack; 2],
@@ -531,7 +545,7 @@ struct Flow {
 
 impl Flow {
     fn closed(&self) -> bool {
-        self.rst_before_synack || self.rst_after_synack || self.fins >= 2
+        self.rst_before_synack || self.rst_after_synack || self.fins == 3
     }
 }
 
@@ -541,6 +555,10 @@ pub struct FlowTable {
     flows: HashMap<FlowKey, Flow, ahash::RandomState>,
     dns: DnsCache,
     stats: FlowStats,
+    /// Keys of TCP flows that closed and left the table, with when: late packets
+    /// of a closed connection (FIN retransmissions, final ACKs) are absorbed here
+    /// instead of opening a bogus mid-stream flow. Bounded like the flow table.
+    closed: HashMap<FlowKey, Nanos, ahash::RandomState>,
     now: Nanos,
     last_sweep: Nanos,
 }
@@ -578,6 +596,7 @@ impl FlowTable {
                 cap,
             },
             stats: FlowStats::default(),
+            closed: HashMap::default(),
             now: Nanos::MIN,
             last_sweep: Nanos::MIN,
         }
@@ -634,6 +653,7 @@ impl FlowTable {
     fn idle_limit(&self, f: &Flow) -> Nanos {
         match f.key.transport() {
             Transport::Udp => self.cfg.udp_idle,
+            Transport::Tcp if f.closed() => self.cfg.tcp_closed_idle,
             Transport::Tcp if f.synack_seen || f.client_isn.is_none() => self.cfg.tcp_idle,
             Transport::Tcp => self.cfg.tcp_attempt_idle,
         }
@@ -649,9 +669,31 @@ impl FlowTable {
             .collect();
         for k in expired {
             if let Some(f) = self.flows.remove(&k) {
-                self.stats.flows_evicted_idle += 1;
-                out.push(self.record(f, EndReason::IdleTimeout));
+                let why = self.expiry_reason(&f);
+                out.push(self.record(f, why));
             }
+        }
+        let keep = self.cfg.tcp_idle;
+        self.closed.retain(|_, t| now.saturating_sub(*t) <= keep);
+    }
+
+    /// Why an expired flow leaves the table (and the counter that says so).
+    fn expiry_reason(&mut self, f: &Flow) -> EndReason {
+        if f.key.transport() == Transport::Tcp && f.closed() {
+            self.stats.flows_closed += 1;
+            if self.closed.len() >= self.cfg.max_flows {
+                // Bounded: forget the older half.
+                let mut times: Vec<Nanos> = self.closed.values().copied().collect();
+                let mid = times.len() / 2;
+                let (_, cut, _) = times.select_nth_unstable(mid);
+                let cut = *cut;
+                self.closed.retain(|_, t| *t > cut);
+            }
+            self.closed.insert(f.key, f.last_ts);
+            EndReason::Closed
+        } else {
+            self.stats.flows_evicted_idle += 1;
+            EndReason::IdleTimeout
         }
     }
 
@@ -756,8 +798,7 @@ impl FlowTable {
             if idle || reused {
                 if let Some(f) = self.flows.remove(&key) {
                     let why = if idle {
-                        self.stats.flows_evicted_idle += 1;
-                        EndReason::IdleTimeout
+                        self.expiry_reason(&f)
                     } else {
                         self.stats.flows_port_reused += 1;
                         EndReason::PortReused
@@ -765,6 +806,11 @@ impl FlowTable {
                     out.push(self.record(f, why));
                 }
             }
+        }
+        if stale.is_none() && !pure_syn && self.closed.contains_key(&key) {
+            // A late packet of a connection that already closed.
+            self.stats.packets_after_close += 1;
+            return;
         }
         if stale.is_none_or(|(idle, reused)| idle || reused) {
             self.make_room(out);
@@ -812,7 +858,7 @@ impl FlowTable {
             }
         }
         if t.has(tcp_flags::FIN) {
-            f.fins = f.fins.saturating_add(1);
+            f.fins |= 1 << side;
         }
 
         // Capture-loss estimate (Zeek's capture-loss): an ACK that acknowledges bytes

@@ -799,3 +799,31 @@ fn syn_with_a_new_isn_after_an_unanswered_attempt_is_a_new_flow() {
     assert_eq!(records[1].first_frame, frame(3));
     assert_eq!(stats.flows_port_reused, 1);
 }
+
+#[test]
+fn closed_connection_leaves_the_table_and_late_fins_are_absorbed() {
+    let mut d = Driver::default();
+    let frames: Vec<Vec<u8>> = vec![
+        tcp(CLIENT, SERVER, SYN, C_ISN, 0, &[]),
+        tcp(SERVER, CLIENT, SYN | ACK, S_ISN, C_ISN + 1, &[]),
+        tcp(CLIENT, SERVER, FIN | ACK, C_ISN + 1, S_ISN + 1, &[]),
+        tcp(SERVER, CLIENT, FIN | ACK, S_ISN + 1, C_ISN + 2, &[]),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        d.feed(i as i64 * MS, f);
+    }
+    // Other traffic moves the clock past the close delay and a sweep.
+    d.feed(20 * SEC, &udp("10.9.9.9:40000", "10.9.9.1:123", &[0; 48]));
+    // The server retransmits its FIN long after: no new mid-stream flow.
+    d.feed(30 * SEC, &tcp(SERVER, CLIENT, FIN | ACK, S_ISN + 1, C_ISN + 2, &[]));
+    let (records, stats) = d.finish();
+    let tcp_flows: Vec<_> = records
+        .iter()
+        .filter(|r| r.transport == mdmaudit::model::Transport::Tcp)
+        .collect();
+    assert_eq!(tcp_flows.len(), 1);
+    assert_eq!(tcp_flows[0].ended_by, EndReason::Closed);
+    assert_eq!(stats.flows_closed, 1);
+    assert_eq!(stats.packets_after_close, 1);
+    assert_eq!(stats.flows_evicted_idle, 0);
+}
