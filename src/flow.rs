@@ -11,7 +11,7 @@
 
 use crate::decode::{tcp_flags, Decoded, IcmpError, TcpSegment, UdpDatagram, L4};
 use crate::model::{Nanos, Transport};
-use crate::{dns, http, tls};
+use crate::{dns, http, quic, tls};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -446,6 +446,9 @@ pub struct FlowStats {
     pub hello_incomplete: u64,
     pub hello_overflow: u64,
     pub hello_malformed: u64,
+    /// QUIC Initials that could not be read (unsupported version, decryption
+    /// failure, incomplete or oversized CRYPTO data).
+    pub quic_failed: u64,
     pub dns_responses: u64,
     pub dns_malformed: u64,
     pub dns_answers: u64,
@@ -473,6 +476,7 @@ impl FlowStats {
         self.hello_incomplete += o.hello_incomplete;
         self.hello_overflow += o.hello_overflow;
         self.hello_malformed += o.hello_malformed;
+        self.quic_failed += o.quic_failed;
         self.dns_responses += o.dns_responses;
         self.dns_malformed += o.dns_malformed;
         self.dns_answers += o.dns_answers;
@@ -491,6 +495,8 @@ enum ClientStream {
     Fresh,
     /// A ClientHello is being reassembled.
     Hello(Box<tls::HelloAssembler>),
+    /// QUIC Initial packets are being decrypted for their ClientHello.
+    Quic(Box<quic::InitialAssembler>),
     /// Nothing more to learn from the client's bytes.
     Done,
 }
@@ -1075,7 +1081,64 @@ impl FlowTable {
             }
         } else if from_client && u.dport == 53 && f.app.is_none() {
             f.app = Some(AppProto::Dns);
+        } else if from_client && !u.payload.is_empty() {
+            Self::client_datagram(&mut self.stats, f, u.payload);
         }
+    }
+
+    /// A client datagram: QUIC Initials are decrypted (RFC 9001) for the SNI.
+    fn client_datagram(stats: &mut FlowStats, f: &mut Flow, payload: &[u8]) {
+        if matches!(f.client_stream, ClientStream::Fresh) {
+            if !quic::is_quic_long_header_initial(payload) {
+                // 0-RTT or other packets may come first; give up after a few.
+                f.client_segments = f.client_segments.saturating_add(1);
+                if f.client_segments >= u16::from(quic::MAX_DATAGRAMS) {
+                    f.client_stream = ClientStream::Done;
+                }
+                return;
+            }
+            f.client_stream = ClientStream::Quic(Box::default());
+        }
+        let state = match &mut f.client_stream {
+            ClientStream::Quic(q) => q.push(payload),
+            _ => return,
+        };
+        Self::quic_outcome(stats, f, state);
+    }
+
+    /// Record what a QUIC Initial assembler concluded; `NeedMore` keeps it going.
+    fn quic_outcome(stats: &mut FlowStats, f: &mut Flow, state: quic::QuicState) {
+        match state {
+            quic::QuicState::NeedMore => return,
+            quic::QuicState::NotQuic => {}
+            quic::QuicState::Done(info) => {
+                f.app = Some(AppProto::Quic);
+                if info.partial {
+                    stats.hello_partial += 1;
+                    f.hello = Some(HelloStatus::Partial);
+                } else {
+                    stats.hello_complete += 1;
+                    f.hello = Some(HelloStatus::Complete);
+                }
+                if let Some(sni) = info.sni {
+                    let s = sni.as_str().to_string();
+                    f.sni = Some(s.clone());
+                    set_name(f, s, NameSource::Quic);
+                }
+            }
+            quic::QuicState::Failed(e) => {
+                f.app = Some(AppProto::Quic);
+                stats.quic_failed += 1;
+                f.hello = Some(match e {
+                    quic::QuicError::TooLarge | quic::QuicError::TooFragmented => {
+                        HelloStatus::Overflow
+                    }
+                    quic::QuicError::Incomplete => HelloStatus::Incomplete,
+                    _ => HelloStatus::Malformed,
+                });
+            }
+        }
+        f.client_stream = ClientStream::Done;
     }
 
     fn icmp(&mut self, ctx: &PacketCtx, reporter: IpAddr, e: &IcmpError) {
@@ -1103,10 +1166,18 @@ impl FlowTable {
     }
 
     fn record(&mut self, mut f: Flow, ended_by: EndReason) -> FlowRecord {
-        if let ClientStream::Hello(h) = &mut f.client_stream {
-            let state = h.finish();
-            f.client_stream = ClientStream::Done;
-            Self::hello_outcome(&mut self.stats, &mut f, state);
+        match &mut f.client_stream {
+            ClientStream::Hello(h) => {
+                let state = h.finish();
+                f.client_stream = ClientStream::Done;
+                Self::hello_outcome(&mut self.stats, &mut f, state);
+            }
+            ClientStream::Quic(q) => {
+                let state = q.finish();
+                f.client_stream = ClientStream::Done;
+                Self::quic_outcome(&mut self.stats, &mut f, state);
+            }
+            _ => {}
         }
         let (client, server) = if f.a_is_client {
             (f.key.a(), f.key.b())

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod flow;
 pub mod http;
 pub mod model;
+pub mod quic;
 pub mod reader;
 pub mod report;
 pub mod tls;

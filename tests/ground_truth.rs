@@ -1,5 +1,6 @@
 //! Server names and TCP outcomes against independent ground truth: every capture in
-//! `../shared/pcaps/real`, compared with tshark's `truth.tsv` (TLS ClientHellos) and
+//! `../shared/pcaps/real`, compared with tshark's `truth.tsv` (TLS ClientHellos over
+//! TCP, and QUIC Initials, which tshark decrypts as mdmaudit does) and
 //! `tcpflows.tsv` (TCP stream states). Known, explained differences are listed in
 //! `tests/truth-exceptions.tsv`; an exception that no longer differs fails the test,
 //! so the list cannot rot.
@@ -80,10 +81,9 @@ fn server_names_and_tcp_outcomes_match_tshark() {
         let recs = ndjson(&cap);
         let flows = flows(&recs);
 
-        // Server names of TLS over TCP.
+        // Server names of TLS over TCP and of QUIC Initials.
         let ours: BTreeSet<String> = flows
             .iter()
-            .filter(|f| f["network"]["transport"] == "tcp")
             .filter(|f| f["tls"]["client"]["server_name"].is_string())
             .map(|f| {
                 format!(
@@ -98,7 +98,10 @@ fn server_names_and_tcp_outcomes_match_tshark() {
             .collect();
         let truth: BTreeSet<String> = tsv(&dir.join(format!("{name}.truth.tsv")))
             .into_iter()
-            .filter(|r| r.len() >= 8 && r[5] == "tcp" && r[7] == "tls")
+            .filter(|r| {
+                r.len() >= 8
+                    && ((r[5] == "tcp" && r[7] == "tls") || (r[5] == "udp" && r[7] == "quic"))
+            })
             .map(|r| format!("{} {} {} {} {}", r[1], r[2], r[3], r[4], r[6]))
             .collect();
         compared_sni += truth.len();
