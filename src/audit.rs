@@ -1,12 +1,19 @@
 //! Verdicts: flow records classified against the requirement catalog, aggregated per
 //! requirement and per device into findings with evidence and a remediation line.
 //!
-//! Pure functions over [`FlowRecord`]s and the [`Catalog`]: nothing here sees a packet,
-//! reads a file or prints. The rules of SPEC section 5 live here and only here.
+//! Pure functions over [`FlowRecord`]s, the [`Catalog`] and the optional [`Site`]:
+//! nothing here sees a packet, reads a file or prints. The rules of SPEC section 5 live
+//! here and only here. With a site file, flows to a site role's addresses match the
+//! requirements whose `target` is that role, the managed-device ranges tell devices from
+//! servers, remediation lines name the site's ranges, and strict mode reports
+//! destinations outside the catalog. Without one, [`SiteSuggestions`] says which roles
+//! the traffic suggests.
 
-use crate::catalog::{Catalog, MatchBy, PortPath, Requirement, Role};
+use crate::catalog::{Catalog, Match, MatchBy, PortPath, Requirement, Role};
 use crate::flow::{FlowRecord, FrameRef, NameSource, Outcome};
 use crate::model::{Nanos, Transport};
+use crate::site::{net_text, Site, ADMIN, DNS, MANAGED_DEVICES, MDM_SERVER};
+use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -77,6 +84,10 @@ pub struct AuditOptions {
     pub fallback_window: Nanos,
     /// At most this many evidence frames are listed per finding (all are counted).
     pub max_evidence: usize,
+    /// The site file: roles of the site's addresses, its profiles, strict mode.
+    pub site: Option<Arc<Site>>,
+    /// Strict mode even when the site file does not ask for it (needs a site).
+    pub strict: bool,
 }
 
 impl Default for AuditOptions {
@@ -85,6 +96,8 @@ impl Default for AuditOptions {
             profiles: Vec::new(),
             fallback_window: 300 * 1_000_000_000,
             max_evidence: 20,
+            site: None,
+            strict: false,
         }
     }
 }
@@ -179,7 +192,8 @@ pub struct RequirementStatus {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ActiveProfile {
     pub name: String,
-    /// `selected` (by --profile) or `inferred` (from traffic).
+    /// `selected` (by --profile), `site` (by the site file's `profiles`) or
+    /// `inferred` (from traffic).
     pub how: &'static str,
     /// For inferred profiles: the requirement whose traffic implied it, and how many flows.
     pub evidence: Option<String>,
@@ -211,10 +225,41 @@ pub struct Audit {
     pub profiles: Vec<ActiveProfile>,
     pub devices: Vec<DeviceView>,
     pub direction: DirectionCheck,
+    /// The site file the audit used, if any.
+    pub site: Option<Arc<Site>>,
+    /// Whether strict mode was on (site file `strict` or `--strict`).
+    pub strict: bool,
+    /// Without a site file: the roles the traffic suggests, and the site file that
+    /// would confirm them. None with a site file or when nothing is suggested.
+    pub site_suggestions: Option<SiteSuggestions>,
+}
+
+/// One suggested role assignment and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SuggestedRole {
+    pub role: String,
+    /// An address or a range (`10.20.1.0/24`).
+    pub address: String,
+    pub reason: String,
+}
+
+/// Site roles inferred from the traffic when no site file was given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SiteSuggestions {
+    /// Role -> addresses and ranges, as a site file's `[roles]` would list them.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Why each was suggested, in role order.
+    pub reasons: Vec<SuggestedRole>,
+    /// A ready-to-use site file (TOML) with these roles and the active profiles.
+    pub site_file: String,
 }
 
 /// Rule id of the capture-wide one-direction finding.
 pub const ONE_DIRECTION_RULE: &str = "mdmaudit.capture.one_direction";
+
+/// Rule id of strict-mode findings: a managed device or the MDM server talks to a
+/// destination no requirement (and no `[[allow]]` of the site file) names.
+pub const OUTSIDE_CATALOG_RULE: &str = "mdmaudit.site.outside_catalog";
 
 /// Classify `records` (any order) against `catalog`.
 pub fn audit(
@@ -226,12 +271,20 @@ pub fn audit(
     records.sort_unstable_by_key(|r| r.first_frame);
     let direction = direction_check(&records);
     let reqs = &catalog.requirements();
+    let site = opts.site.as_deref();
+    // Profiles chosen by a person: --profile, else the site file's.
+    let (selected, selected_how): (Vec<String>, &'static str) = match site {
+        Some(s) if opts.profiles.is_empty() && !s.profiles.is_empty() => {
+            (s.profiles.clone(), "site")
+        }
+        _ => (opts.profiles.clone(), "selected"),
+    };
 
     let ids: Vec<Arc<str>> = reqs.iter().map(|r| Arc::from(r.id.as_str())).collect();
     // 1. Match every flow.
     let mut flows: Vec<AuditedFlow> = records
         .into_iter()
-        .map(|r| match_flow(catalog, &ids, r))
+        .map(|r| match_flow(catalog, &ids, r, site, &selected))
         .collect();
 
     // 1b. An address range alone can fit several requirements (17.0.0.0/8 on 443 is
@@ -258,7 +311,11 @@ pub fn audit(
     }
     for f in flows.iter_mut() {
         let roles = roles_of(f);
-        let by_host = f.matches.iter().any(|m| matches!(m.by, MatchBy::Host(_)));
+        // A name or a site role proves the service; an address range alone does not.
+        let by_host = f
+            .matches
+            .iter()
+            .any(|m| matches!(m.by, MatchBy::Host(_) | MatchBy::SiteRole { .. }));
         let several = if by_host {
             roles.len() > 1
         } else {
@@ -411,6 +468,10 @@ pub fn audit(
         }
         findings.push(make_finding(req, v, dev, &flows, &ev_flows, opts));
     }
+    let strict = site.is_some_and(|s| s.strict) || (site.is_some() && opts.strict);
+    if let Some(site) = site.filter(|_| strict) {
+        findings.extend(outside_catalog(site, &flows, opts));
+    }
 
     // 5. Profiles: selected, or inferred from requirements with judged traffic.
     let mut seen_flows: BTreeMap<usize, usize> = BTreeMap::new();
@@ -423,7 +484,7 @@ pub fn audit(
             }
         }
     }
-    let profiles: Vec<ActiveProfile> = if opts.profiles.is_empty() {
+    let profiles: Vec<ActiveProfile> = if selected.is_empty() {
         // A profile is inferred from the requirements its `infer` list names: traffic
         // to a service both devices and servers use does not make a device a server.
         let mut inferred = Vec::new();
@@ -445,11 +506,11 @@ pub fn audit(
         inferred.sort_by(|a, b| a.name.cmp(&b.name));
         inferred
     } else {
-        opts.profiles
+        selected
             .iter()
             .map(|p| ActiveProfile {
                 name: p.clone(),
-                how: "selected",
+                how: selected_how,
                 evidence: None,
             })
             .collect()
@@ -585,6 +646,10 @@ pub fn audit(
             requirements,
         })
         .collect();
+    let site_suggestions = match site {
+        Some(_) => None,
+        None => suggest_site(catalog, &flows, &profiles),
+    };
 
     Audit {
         flows,
@@ -593,6 +658,9 @@ pub fn audit(
         profiles,
         devices,
         direction,
+        site: opts.site.clone(),
+        strict,
+        site_suggestions,
     }
 }
 
@@ -622,10 +690,19 @@ fn pattern_rank(p: &str) -> (u8, std::cmp::Reverse<usize>) {
     (kind + cc, std::cmp::Reverse(p.len()))
 }
 
-fn match_flow(catalog: &Catalog, ids: &[Arc<str>], record: FlowRecord) -> AuditedFlow {
+fn match_flow(
+    catalog: &Catalog,
+    ids: &[Arc<str>],
+    record: FlowRecord,
+    site: Option<&Site>,
+    selected: &[String],
+) -> AuditedFlow {
     let server = record.server;
     let name = record.name.as_deref();
     let mut ms = catalog.match_flow(name, server.ip(), record.transport, server.port());
+    if let Some(site) = site {
+        site_matches(catalog, site, selected, &record, &mut ms);
+    }
     // A flow on a port its service uses is not also "unexpected" for that service.
     if ms.iter().any(|m| m.path != PortPath::OtherPort) {
         ms.retain(|m| m.path != PortPath::OtherPort);
@@ -638,7 +715,7 @@ fn match_flow(catalog: &Catalog, ids: &[Arc<str>], record: FlowRecord) -> Audite
     let rank = |m: &crate::catalog::Match| -> Option<(u8, std::cmp::Reverse<usize>)> {
         match &m.by {
             MatchBy::Host(p) => Some(pattern_rank(p)),
-            MatchBy::Address(_) => None,
+            MatchBy::Address(_) | MatchBy::SiteRole { .. } => None,
         }
     };
     if let Some(best) = ms.iter().filter_map(rank).min() {
@@ -685,37 +762,12 @@ fn make_finding(
     ev_flows: &BTreeSet<usize>,
     opts: &AuditOptions,
 ) -> Finding {
+    let site = opts.site.as_deref();
+    let from = from_text(site, req, dev);
     let mut evidence: Vec<Evidence> = ev_flows
         .iter()
         .filter_map(|&fi| flows.get(fi))
-        .map(|f| {
-            let r = &f.record;
-            let role = f
-                .matches
-                .iter()
-                .find(|m| *m.rule == *req.id)
-                .map(|m| match m.path {
-                    PortPath::Preferred => "preferred",
-                    PortPath::Fallback => "fallback",
-                    PortPath::OtherPort => "other-port",
-                })
-                .unwrap_or("");
-            Evidence {
-                frame: r.first_frame,
-                destination: match &r.name {
-                    Some(n) => format!("{} ({})", r.server.ip(), n),
-                    None => r.server.ip().to_string(),
-                },
-                transport: r.transport,
-                port: r.server.port(),
-                outcome: r.outcome,
-                role,
-                failed: r.attempt_failed(),
-                syn_retransmits: r.syn_retransmits,
-                icmp_reporter: r.icmp.map(|i| i.reporter),
-                admin_prohibited: r.icmp.is_some_and(|i| i.admin_prohibited),
-            }
-        })
+        .map(|f| evidence_for(f, Some(&req.id)))
         .collect();
     evidence.sort();
     let first_ts = ev_flows
@@ -758,6 +810,14 @@ fn make_finding(
                 continue;
             }
             let ip = f.record.server.ip();
+            let site_net = req
+                .target
+                .as_deref()
+                .and_then(|t| site.and_then(|s| s.net_of(t, ip)));
+            if let Some(n) = site_net {
+                out.insert(net_text(&n));
+                continue;
+            }
             match req.addresses.iter().find(|n| n.contains(&ip)) {
                 Some(n) => out.insert(n.to_string()),
                 None => match &f.record.name {
@@ -781,7 +841,7 @@ fn make_finding(
                     "allow {}/{} from {} to {} ({})",
                     t,
                     p,
-                    dev,
+                    from,
                     dest_of(&on_port, ev_flows),
                     req.id
                 )
@@ -792,9 +852,10 @@ fn make_finding(
         Verdict::Blocked => (
             Severity::Error,
             format!(
-                "{} cannot reach {}: {} attempt(s) failed ({}) and none succeeded on a fallback path",
+                "{} cannot reach {}{}: {} attempt(s) failed ({}) and none succeeded on a fallback path",
                 dev,
                 req.product,
+                site_target_words(site, req),
                 failed.len(),
                 outcome_words(&failed)
             ),
@@ -829,7 +890,14 @@ fn make_finding(
                 )
             };
             let rem = if failed.is_empty() {
-                let to = if req.addresses.is_empty() {
+                let site_nets: Vec<String> = req
+                    .target
+                    .as_deref()
+                    .and_then(|t| site.map(|s| s.role(t).iter().map(net_text).collect()))
+                    .unwrap_or_default();
+                let to = if !site_nets.is_empty() {
+                    site_nets.join(",")
+                } else if req.addresses.is_empty() {
                     req.hosts
                         .iter()
                         .map(|h| h.as_str().to_string())
@@ -845,7 +913,7 @@ fn make_finding(
                 req.ports
                     .iter()
                     .flat_map(|p| req.transports.iter().map(move |t| (t, p)))
-                    .map(|(t, p)| format!("allow {}/{} from {} to {} ({})", t, p, dev, to, req.id))
+                    .map(|(t, p)| format!("allow {}/{} from {} to {} ({})", t, p, from, to, req.id))
                     .collect()
             } else {
                 allow(&failed)
@@ -917,4 +985,433 @@ fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
         tcp_flows_client_only_answered: client_only_answered,
         attempts_not_judged: if one { failed } else { 0 },
     }
+}
+
+/// One flow as evidence; `rule` names the requirement whose port path is shown.
+fn evidence_for(f: &AuditedFlow, rule: Option<&str>) -> Evidence {
+    let r = &f.record;
+    let role = rule
+        .and_then(|id| f.matches.iter().find(|m| &*m.rule == id))
+        .map(|m| m.path.as_str())
+        .unwrap_or("");
+    Evidence {
+        frame: r.first_frame,
+        destination: match &r.name {
+            Some(n) => format!("{} ({})", r.server.ip(), n),
+            None => r.server.ip().to_string(),
+        },
+        transport: r.transport,
+        port: r.server.port(),
+        outcome: r.outcome,
+        role,
+        failed: r.attempt_failed(),
+        syn_retransmits: r.syn_retransmits,
+        icmp_reporter: r.icmp.map(|i| i.reporter),
+        admin_prohibited: r.icmp.is_some_and(|i| i.admin_prohibited),
+    }
+}
+
+/// ` at the site's mdm-server (10.20.1.5)` for a site-role requirement.
+fn site_target_words(site: Option<&Site>, req: &Requirement) -> String {
+    let (Some(site), Some(t)) = (site, req.target.as_deref()) else {
+        return String::new();
+    };
+    let nets: Vec<String> = site.role(t).iter().map(net_text).collect();
+    if nets.is_empty() {
+        String::new()
+    } else {
+        format!(" at the site's {t} ({})", nets.join(", "))
+    }
+}
+
+/// The role whose addresses initiate `req`'s traffic: the explicit `initiator`, else
+/// the one its role implies (devices for device-to-*, the MDM server for
+/// server-to-internal, `admin` for admin-to-*); None for server-to-cloud.
+fn initiator_role(req: &Requirement) -> Option<&str> {
+    req.initiator.as_deref().or(match req.role {
+        Role::DeviceToServer | Role::DeviceToDevice => Some(MANAGED_DEVICES),
+        Role::ServerToInternal => Some(MDM_SERVER),
+        Role::AdminToServer | Role::AdminToCloud => Some(ADMIN),
+        _ => None,
+    })
+}
+
+/// Whether `client` can be the initiator of `req` at this site: when the site assigns
+/// the initiator role, the client must have it; a managed device initiates only
+/// device requirements.
+fn initiator_fits(site: &Site, req: &Requirement, client: IpAddr) -> bool {
+    let device = site.is_device(client);
+    match initiator_role(req) {
+        Some(MANAGED_DEVICES) if site.defines(MANAGED_DEVICES) => device,
+        Some(MANAGED_DEVICES) => true,
+        Some(role) if site.defines(role) => site.has_role(role, client),
+        _ => !device,
+    }
+}
+
+/// Site-role matches, and the device/server split: a flow to an address with role R on
+/// a port of a requirement whose `target` is R (of a selected profile, when profiles
+/// were selected) whose initiator fits the client.
+fn site_matches(
+    catalog: &Catalog,
+    site: &Site,
+    selected: &[String],
+    record: &FlowRecord,
+    ms: &mut Vec<Match>,
+) {
+    let reqs = catalog.requirements();
+    let client = record.client.ip();
+    let server = record.server.ip();
+    for (ri, r) in reqs.iter().enumerate() {
+        let Some(t) = r.target.as_deref() else {
+            continue;
+        };
+        let Some(net) = site.net_of(t, server) else {
+            continue;
+        };
+        let path = r.port_path(record.transport, record.server.port());
+        if path == PortPath::OtherPort
+            || (!selected.is_empty() && !r.profiles.iter().any(|p| selected.contains(p)))
+            || !initiator_fits(site, r, client)
+            || ms.iter().any(|m| m.req == ri)
+        {
+            continue;
+        }
+        ms.push(Match {
+            req: ri,
+            path,
+            by: MatchBy::SiteRole {
+                role: t.to_owned(),
+                net,
+            },
+        });
+    }
+    ms.sort_by_key(|m| m.req);
+    // A managed device is not a server, and the MDM server is not a device.
+    let drop: &[Role] = if site.is_device(client) {
+        &[Role::ServerToCloud, Role::AdminToCloud]
+    } else if site.has_role(MDM_SERVER, client) {
+        &[Role::DeviceToCloud]
+    } else {
+        &[]
+    };
+    let role_of = |m: &Match| reqs.get(m.req).map(|r| r.role);
+    if !drop.is_empty()
+        && ms
+            .iter()
+            .any(|m| role_of(m).is_some_and(|r| !drop.contains(&r)))
+    {
+        ms.retain(|m| role_of(m).is_some_and(|r| !drop.contains(&r)));
+    }
+}
+
+/// `from` of a remediation line: the site range of the initiator role (or of the
+/// managed devices) holding the device, else the device's address.
+fn from_text(site: Option<&Site>, req: &Requirement, dev: IpAddr) -> String {
+    let Some(site) = site else {
+        return dev.to_string();
+    };
+    let role_net = initiator_role(req).and_then(|r| site.net_of(r, dev));
+    let dev_net = site
+        .is_device(dev)
+        .then(|| site.net_of(MANAGED_DEVICES, dev))
+        .flatten();
+    match role_net.or(dev_net) {
+        Some(n) => net_text(&n),
+        None => dev.to_string(),
+    }
+}
+
+/// Multicast, broadcast and link-local destinations, and DHCP: local plumbing, not a
+/// destination a site allows or forbids.
+fn local_plumbing(addr: IpAddr, transport: Transport, port: u16) -> bool {
+    let dhcp = transport == Transport::Udp && matches!(port, 67 | 68 | 546 | 547);
+    dhcp || match addr {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Strict mode: one finding per (device or MDM server, destination) for flows that
+/// match no requirement, are not DNS to the site's resolvers (any resolver when the
+/// site names none), not local plumbing, and not allowed by an `[[allow]]` entry.
+fn outside_catalog(site: &Site, flows: &[AuditedFlow], opts: &AuditOptions) -> Vec<Finding> {
+    let mut groups: BTreeMap<(IpAddr, String), Vec<usize>> = BTreeMap::new();
+    for (fi, f) in flows.iter().enumerate() {
+        let r = &f.record;
+        let (client, server, port) = (r.client.ip(), r.server.ip(), r.server.port());
+        if !f.matches.is_empty()
+            || !(site.is_device(client) || site.has_role(MDM_SERVER, client))
+            || local_plumbing(server, r.transport, port)
+            || (port == 53 && (!site.defines(DNS) || site.has_role(DNS, server)))
+            || site
+                .allowed_by(r.name.as_deref(), server, r.transport, port)
+                .is_some()
+        {
+            continue;
+        }
+        let dest = match &r.name {
+            Some(n) => n.clone(),
+            None => server.to_string(),
+        };
+        groups.entry((client, dest)).or_default().push(fi);
+    }
+    let mut out = Vec::new();
+    for ((dev, dest), fis) in groups {
+        let mut evidence: Vec<Evidence> = fis
+            .iter()
+            .filter_map(|&fi| flows.get(fi))
+            .map(|f| evidence_for(f, None))
+            .collect();
+        evidence.sort();
+        let ports: BTreeSet<String> = evidence
+            .iter()
+            .map(|e| format!("{}/{}", e.transport, e.port))
+            .collect();
+        let who = if site.is_device(dev) {
+            "managed device"
+        } else {
+            "MDM server"
+        };
+        let first_ts = fis
+            .iter()
+            .filter_map(|&fi| flows.get(fi))
+            .map(|f| f.record.first_ts)
+            .min();
+        let n = evidence.len();
+        evidence.truncate(opts.max_evidence);
+        out.push(Finding {
+            rule: OUTSIDE_CATALOG_RULE.to_owned(),
+            verdict: Verdict::Unexpected,
+            severity: Severity::Warning,
+            device: Some(dev),
+            summary: format!(
+                "{who} {dev} talks to {dest} ({}), a destination outside the catalog (strict site)",
+                ports.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            flows: n,
+            evidence,
+            remediation: vec![format!(
+                "if {dest} is legitimate, add an [[allow]] entry for it to the site file {}; otherwise find out why {dev} talks to it",
+                site.file
+            )],
+            first_ts,
+        });
+    }
+    out
+}
+
+/// Addresses a site keeps for itself: RFC 1918, shared (100.64/10), link-local,
+/// IPv6 unique-local, and the documentation ranges test captures use.
+fn internal(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_private()
+                || a.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || matches!(
+                    (o[0], o[1], o[2]),
+                    (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+                )
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0xdb8)
+        }
+    }
+}
+
+/// The smallest covering /24 (IPv4) or /64 (IPv6) of an address.
+fn covering(addr: IpAddr) -> IpNet {
+    let len = if addr.is_ipv4() { 24 } else { 64 };
+    IpNet::new(addr, len).map_or(IpNet::from(addr), |n| n.trunc())
+}
+
+/// Roles the traffic suggests when no site file was given:
+/// * `mdm-server`: an internal address that accepts TCP on the MDM server's device
+///   ports (443, 8443) from at least two clients and itself talks to a server-to-cloud
+///   service (the APNs provider API, FCM...);
+/// * `managed-devices`: the /24s (IPv6: /64s) of the clients of the device-to-cloud
+///   services profiles are inferred from (APNs, FCM, WNS...), the suggested servers
+///   excepted;
+/// * internal roles (`sql`, `ldap`...): internal addresses a suggested MDM server
+///   talks to on the one site role's port that a server-to-internal requirement uses.
+fn suggest_site(
+    catalog: &Catalog,
+    flows: &[AuditedFlow],
+    profiles: &[ActiveProfile],
+) -> Option<SiteSuggestions> {
+    let reqs = catalog.requirements();
+    let server_ports: BTreeSet<u16> = reqs
+        .iter()
+        .filter(|r| r.role == Role::DeviceToServer && r.target.as_deref() == Some(MDM_SERVER))
+        .flat_map(|r| r.ports.iter().flat_map(|p| p.start..=p.end))
+        .filter(|p| matches!(p, 443 | 8443))
+        .collect();
+    // Device services that identify a device platform (the profiles' `infer` lists:
+    // APNs, FCM, WNS, Intune...), not ones an administrator's browser also uses.
+    let device_signals: BTreeSet<&str> = catalog
+        .profiles()
+        .iter()
+        .flat_map(|p| p.infer.iter().map(String::as_str))
+        .collect();
+    let mut accepts: BTreeMap<IpAddr, (BTreeSet<IpAddr>, BTreeSet<u16>)> = BTreeMap::new();
+    let mut cloud_server: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    let mut device_clients: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    for f in flows {
+        let r = &f.record;
+        let (c, sv, port) = (r.client.ip(), r.server.ip(), r.server.port());
+        if r.transport == Transport::Tcp && internal(sv) && server_ports.contains(&port) {
+            let e = accepts.entry(sv).or_default();
+            e.0.insert(c);
+            e.1.insert(port);
+        }
+        if f.ambiguous {
+            continue;
+        }
+        for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
+            let Some(req) = reqs.get(m.req) else { continue };
+            match req.role {
+                Role::ServerToCloud => {
+                    let what = r.name.clone().unwrap_or_else(|| sv.to_string());
+                    cloud_server
+                        .entry(c)
+                        .or_default()
+                        .insert(format!("{what} ({})", req.id));
+                }
+                Role::DeviceToCloud if device_signals.contains(req.id.as_str()) => {
+                    device_clients.entry(c).or_default().insert(req.id.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut reasons: Vec<SuggestedRole> = Vec::new();
+    let mut servers: BTreeSet<IpAddr> = BTreeSet::new();
+    for (addr, (clients, ports)) in &accepts {
+        let Some(cloud) = cloud_server.get(addr) else {
+            continue;
+        };
+        if clients.len() < 2 || !internal(*addr) {
+            continue;
+        }
+        servers.insert(*addr);
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        reasons.push(SuggestedRole {
+            role: MDM_SERVER.to_owned(),
+            address: addr.to_string(),
+            reason: format!(
+                "accepts tcp/{} from {} clients and talks to {}",
+                ports.join(","),
+                clients.len(),
+                cloud.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let mut device_nets: BTreeMap<IpNet, (usize, BTreeSet<String>)> = BTreeMap::new();
+    for (c, ids) in &device_clients {
+        if servers.contains(c) {
+            continue;
+        }
+        let e = device_nets.entry(covering(*c)).or_default();
+        e.0 += 1;
+        e.1.extend(ids.iter().cloned());
+    }
+    for (net, (n, ids)) in &device_nets {
+        reasons.push(SuggestedRole {
+            role: MANAGED_DEVICES.to_owned(),
+            address: net.to_string(),
+            reason: format!(
+                "{n} client{} here talk{} to device services ({})",
+                if *n == 1 { "" } else { "s" },
+                if *n == 1 { "s" } else { "" },
+                ids.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    // Internal services the suggested MDM servers use.
+    let mut internal_roles: BTreeMap<(String, IpAddr), BTreeSet<String>> = BTreeMap::new();
+    for f in flows
+        .iter()
+        .filter(|f| servers.contains(&f.record.client.ip()))
+    {
+        let r = &f.record;
+        let (sv, port) = (r.server.ip(), r.server.port());
+        if !internal(sv) || servers.contains(&sv) {
+            continue;
+        }
+        let cands: BTreeMap<&str, &str> = reqs
+            .iter()
+            .filter(|q| q.role == Role::ServerToInternal)
+            .filter(|q| matches!(initiator_role(q), Some(MDM_SERVER)))
+            .filter(|q| q.port_path(r.transport, port) == PortPath::Preferred)
+            .filter_map(|q| {
+                q.target
+                    .as_deref()
+                    .filter(|t| *t != MDM_SERVER && *t != MANAGED_DEVICES)
+                    .map(|t| (t, q.id.as_str()))
+            })
+            .collect();
+        if let (1, Some((t, id))) = (cands.len(), cands.iter().next()) {
+            internal_roles
+                .entry((t.to_string(), sv))
+                .or_default()
+                .insert(format!("{}/{port} ({id})", r.transport));
+        }
+    }
+    for ((role, addr), what) in &internal_roles {
+        reasons.push(SuggestedRole {
+            role: role.clone(),
+            address: addr.to_string(),
+            reason: format!(
+                "the suggested mdm-server talks to it on {}",
+                what.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    let order = |r: &str| match r {
+        MANAGED_DEVICES => 0,
+        MDM_SERVER => 1,
+        _ => 2,
+    };
+    reasons.sort_by(|a, b| {
+        (order(&a.role), &a.role, &a.address).cmp(&(order(&b.role), &b.role, &b.address))
+    });
+    let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &reasons {
+        roles
+            .entry(r.role.clone())
+            .or_default()
+            .push(r.address.clone());
+    }
+    let mut toml = String::from(
+        "# Suggested by mdmaudit from the traffic: check every line, then pass it with --site FILE.\n[site]\nname = \"suggested\"\nstrict = false\n",
+    );
+    let inferred: Vec<String> = profiles.iter().map(|p| format!("\"{}\"", p.name)).collect();
+    if !inferred.is_empty() {
+        toml.push_str(&format!("profiles = [{}]\n", inferred.join(", ")));
+    }
+    toml.push_str("\n[roles]\n");
+    let mut listed: BTreeSet<&str> = BTreeSet::new();
+    for r in &reasons {
+        if !listed.insert(r.role.as_str()) {
+            continue;
+        }
+        let addrs: Vec<String> = roles
+            .get(&r.role)
+            .map(|v| v.iter().map(|a| format!("\"{a}\"")).collect())
+            .unwrap_or_default();
+        toml.push_str(&format!("{} = [{}]\n", r.role, addrs.join(", ")));
+    }
+    Some(SiteSuggestions {
+        roles,
+        reasons,
+        site_file: toml,
+    })
 }

@@ -2,8 +2,10 @@
 //! configuration, then the run. Nothing below this module reads a flag by name.
 //!
 //! Exit status (SPEC section 6): 0 no finding reaches `--fail-on`; 1 one does; 2 usage
-//! error, an input that cannot be read at all, or an invalid catalog; 3 an input is
-//! damaged part-way (the report of what was read is still written). 3 wins over 1 and 0.
+//! error, an input that cannot be read at all, or an invalid catalog or site file
+//! (checked before any packet is read; the diagnostics go to standard error as
+//! `file:line:col: message`, the line and a caret); 3 an input is damaged part-way
+//! (the report of what was read is still written). 3 wins over 1 and 0.
 
 use crate::audit::{self, AuditOptions, Severity};
 use crate::catalog::Catalog;
@@ -11,6 +13,7 @@ use crate::engine::{self, EngineConfig, Input, ReaderKind};
 use crate::flow::{FlowConfig, PortSet};
 use crate::model::Transport;
 use crate::report::{self, Format, ReportInput};
+use crate::site::Site;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -99,6 +102,14 @@ pub struct AuditArgs {
     /// from the capture and the report says so.
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
+    /// Site file (TOML): roles of the site's addresses (managed devices, MDM server,
+    /// LDAP, SQL, gateway...), profiles, strict mode. See docs/site-file.md.
+    #[arg(long = "site", value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Strict mode (needs --site): managed devices and the MDM server talking to a
+    /// destination outside the catalog is a finding, as `strict = true` in the site file.
+    #[arg(long, requires = "site")]
+    pub strict: bool,
     /// Exit 1 when a finding of this severity or worse is present.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     pub fail_on: FailOn,
@@ -144,10 +155,21 @@ pub struct AuditArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
-    /// Validate a catalog; errors name file, line and column.
+    /// Validate a catalog (and a site file); errors name file, line and column.
     Check {
         /// Catalog files or directories (default: the built-in catalog).
         paths: Vec<PathBuf>,
+        /// Also validate this site file against the catalog.
+        #[arg(long, value_name = "FILE")]
+        site: Option<PathBuf>,
+    },
+    /// Print the catalog as Markdown (docs/catalog.md is this output).
+    Doc {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// The seed rows (tests/seed_rows.tsv) for the coverage table.
+        #[arg(long, value_name = "FILE")]
+        seed_rows: Option<PathBuf>,
     },
     /// Print the catalog.
     List {
@@ -163,6 +185,9 @@ pub enum RulesCommand {
     Explain {
         #[command(flatten)]
         catalog: CatalogArgs,
+        /// `json`: one object per matching requirement (id, vendor, path, conditional...).
+        #[arg(long, short = 'f', value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
         /// e.g. courier.push.apple.com:5223, 17.57.146.20:443, mtalk.google.com:5228/udp
         target: String,
     },
@@ -193,8 +218,14 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
     EXIT_USAGE
 }
 
+/// Catalog and site diagnostics are printed as they are (`file:line:col: ...`).
+fn fail_diagnostics(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("{msg}");
+    EXIT_USAGE
+}
+
 /// The catalog the flags ask for, and a description of where it came from.
-fn load_catalog(a: &CatalogArgs) -> Result<(Catalog, String), String> {
+pub(crate) fn load_catalog(a: &CatalogArgs) -> Result<(Catalog, String), String> {
     let (base, mut desc) = if a.rules.is_empty() {
         (Catalog::builtin(), "built-in".to_string())
     } else {
@@ -227,7 +258,15 @@ fn secs(s: u64) -> i64 {
 fn run_audit(a: AuditArgs) -> i32 {
     let (catalog, catalog_desc) = match load_catalog(&a.catalog) {
         Ok(c) => c,
-        Err(e) => return fail(e),
+        Err(e) => return fail_diagnostics(e),
+    };
+    // The site file is checked before any input is opened.
+    let site = match &a.site {
+        Some(path) => match Site::load(path, &catalog) {
+            Ok(s) => Some(std::sync::Arc::new(s)),
+            Err(e) => return fail_diagnostics(e),
+        },
+        None => None,
     };
     for p in a.profiles.iter() {
         if !catalog.profiles().iter().any(|x| &x.name == p) {
@@ -303,6 +342,8 @@ fn run_audit(a: AuditArgs) -> i32 {
         profiles: a.profiles.clone(),
         fallback_window: secs(a.fallback_window),
         max_evidence: a.max_evidence,
+        site,
+        strict: a.strict,
     };
     let span = match (run.capture.first_ts, run.capture.last_ts) {
         (Some(x), Some(y)) => Some((x, y)),
@@ -369,7 +410,7 @@ fn run_audit(a: AuditArgs) -> i32 {
 }
 
 /// Write through a temporary file in the same directory, then rename over `path`.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &std::path::Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -398,26 +439,52 @@ fn write_atomically(
 
 fn run_rules(r: RulesCommand) -> i32 {
     match r {
-        RulesCommand::Check { paths } => {
+        RulesCommand::Check { paths, site } => {
             let res = if paths.is_empty() {
-                Ok(Catalog::builtin())
+                Catalog::try_builtin()
             } else {
                 Catalog::load(&paths)
             };
-            match res {
-                Ok(c) => {
-                    println!(
-                        "catalog ok: {} requirements, {} profiles",
-                        c.requirements().len(),
-                        c.profiles().len()
-                    );
-                    EXIT_OK
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    EXIT_USAGE
+            let c = match res {
+                Ok(c) => c,
+                Err(e) => return fail_diagnostics(e),
+            };
+            println!(
+                "catalog ok: {} requirements, {} profiles",
+                c.requirements().len(),
+                c.profiles().len()
+            );
+            if let Some(path) = site {
+                match Site::load(&path, &c) {
+                    Ok(s) => println!(
+                        "site file ok: {} roles, {} profiles, {} allow entries{}",
+                        s.roles.len(),
+                        s.profiles.len(),
+                        s.allow.len(),
+                        if s.strict { ", strict" } else { "" }
+                    ),
+                    Err(e) => return fail_diagnostics(e),
                 }
             }
+            EXIT_OK
+        }
+        RulesCommand::Doc { catalog, seed_rows } => {
+            let (c, _) = match load_catalog(&catalog) {
+                Ok(c) => c,
+                Err(e) => return fail_diagnostics(e),
+            };
+            let rows = match &seed_rows {
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(t) => Some((p.display().to_string(), t)),
+                    Err(e) => return fail(format!("cannot read {}: {e}", p.display())),
+                },
+                None => None,
+            };
+            match c.render_markdown(rows.as_ref().map(|(n, t)| (n.as_str(), t.as_str()))) {
+                Ok(md) => print!("{md}"),
+                Err(e) => return fail(e),
+            }
+            EXIT_OK
         }
         RulesCommand::List {
             catalog,
@@ -426,7 +493,7 @@ fn run_rules(r: RulesCommand) -> i32 {
         } => {
             let (c, _) = match load_catalog(&catalog) {
                 Ok(c) => c,
-                Err(e) => return fail(e),
+                Err(e) => return fail_diagnostics(e),
             };
             if let Some(p) = &profile {
                 if !c.profiles().iter().any(|x| &x.name == p) {
@@ -449,16 +516,43 @@ fn run_rules(r: RulesCommand) -> i32 {
             }
             EXIT_OK
         }
-        RulesCommand::Explain { catalog, target } => {
+        RulesCommand::Explain {
+            catalog,
+            format,
+            target,
+        } => {
             let (c, _) = match load_catalog(&catalog) {
                 Ok(c) => c,
-                Err(e) => return fail(e),
+                Err(e) => return fail_diagnostics(e),
             };
             let (host, port, transport) = match parse_target(&target) {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
             let ex = c.explain(&host, port, transport);
+            if format != FormatArg::Text {
+                let rows: Vec<serde_json::Value> = ex
+                    .iter()
+                    .map(|e| {
+                        let r = c.requirement(e.req);
+                        serde_json::json!({
+                            "id": e.id,
+                            "vendor": r.map(|r| r.vendor.as_str()),
+                            "product": r.map(|r| r.product.as_str()),
+                            "role": r.map(|r| r.role.as_str()),
+                            "by": e.by,
+                            "path": e.path,
+                            "conditional": e.conditional,
+                            "text": e.text,
+                        })
+                    })
+                    .collect();
+                match serde_json::to_string_pretty(&rows) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return fail(e),
+                }
+                return EXIT_OK;
+            }
             if ex.is_empty() {
                 println!("{target}: no requirement of the catalog matches");
             } else {

@@ -17,4 +17,5 @@ pub mod model;
 pub mod quic;
 pub mod reader;
 pub mod report;
+pub mod site;
 pub mod tls;

@@ -228,6 +228,7 @@ impl std::fmt::Display for ByText<'_> {
         match self.0 {
             crate::catalog::MatchBy::Host(p) => f.write_str(p),
             crate::catalog::MatchBy::Address(n) => write!(f, "{n}"),
+            crate::catalog::MatchBy::SiteRole { role, net } => write!(f, "site:{role}={net}"),
         }
     }
 }
@@ -413,9 +414,86 @@ pub fn summary_value(r: &ReportInput<'_>) -> Value {
         },
         "flow_counters": r.run.flow_stats,
         "profiles": r.audit.profiles,
+        "site": site_value(r.audit),
+        "site_suggestions": r.audit.site_suggestions,
         "requirements": r.audit.requirements,
         "devices": r.audit.devices,
     })
+}
+
+/// The site file the audit used: `file`, `name`, `strict` (in effect), `profiles`,
+/// `roles` (role -> addresses), `allow` (ids); null without one.
+fn site_value(a: &Audit) -> Value {
+    match &a.site {
+        None => Value::Null,
+        Some(site) => {
+            let roles: Map<String, Value> = site
+                .roles
+                .iter()
+                .map(|(k, v)| {
+                    let list: Vec<String> = v.iter().map(crate::site::net_text).collect();
+                    (k.clone(), json!(list))
+                })
+                .collect();
+            let allow: Vec<&str> = site.allow.iter().map(|x| x.id.as_str()).collect();
+            json!({
+                "file": site.file,
+                "name": site.name,
+                "strict": a.strict,
+                "profiles": site.profiles,
+                "roles": roles,
+                "allow": allow,
+            })
+        }
+    }
+}
+
+/// Text lines about the site: the file used, or the roles the traffic suggests with
+/// the site file that would confirm them.
+fn site_text(a: &Audit, s: &mut String) {
+    if let Some(site) = &a.site {
+        let roles: Vec<String> = site
+            .roles
+            .iter()
+            .map(|(k, v)| {
+                let list: Vec<String> = v.iter().map(crate::site::net_text).collect();
+                format!("{k} {}", list.join(","))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "site     {}{}{}; roles: {}",
+            site.file,
+            site.name
+                .as_ref()
+                .map(|n| format!(" (\"{n}\")"))
+                .unwrap_or_default(),
+            if a.strict { ", strict" } else { "" },
+            roles.join("; ")
+        );
+        return;
+    }
+    let Some(sg) = &a.site_suggestions else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "site     no site file given; the traffic suggests these roles:"
+    );
+    for r in &sg.reasons {
+        let _ = writeln!(s, "           {} {}: {}", r.role, r.address, r.reason);
+    }
+    let _ = writeln!(
+        s,
+        "         site file that would confirm them (check it, save it, pass --site FILE):"
+    );
+    for line in sg.site_file.lines() {
+        if line.is_empty() {
+            s.push('\n');
+        } else {
+            let _ = writeln!(s, "           {line}");
+        }
+    }
 }
 
 /// One JSON document: the summary fields (pretty-printed), then `findings` and
@@ -674,6 +752,7 @@ impl Sink for TextSink {
                 .collect();
             let _ = writeln!(s, "profiles {}", ps.join("; "));
         }
+        site_text(a, &mut s);
         if a.direction.one_direction {
             let _ = writeln!(
                 s,

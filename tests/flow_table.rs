@@ -815,7 +815,10 @@ fn closed_connection_leaves_the_table_and_late_fins_are_absorbed() {
     // Other traffic moves the clock past the close delay and a sweep.
     d.feed(20 * SEC, &udp("10.9.9.9:40000", "10.9.9.1:123", &[0; 48]));
     // The server retransmits its FIN long after: no new mid-stream flow.
-    d.feed(30 * SEC, &tcp(SERVER, CLIENT, FIN | ACK, S_ISN + 1, C_ISN + 2, &[]));
+    d.feed(
+        30 * SEC,
+        &tcp(SERVER, CLIENT, FIN | ACK, S_ISN + 1, C_ISN + 2, &[]),
+    );
     let (records, stats) = d.finish();
     let tcp_flows: Vec<_> = records
         .iter()

@@ -11,13 +11,14 @@
 //! audit layer decides what that means. Nothing here panics on a user's catalog:
 //! every problem is a [`Diagnostic`].
 
-mod diag;
+pub(crate) mod diag;
+mod doc;
 mod host;
 mod link;
-mod parse;
+pub(crate) mod parse;
 mod port;
 mod render;
-mod tree;
+pub(crate) mod tree;
 
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
@@ -252,6 +253,14 @@ pub enum MatchBy {
     Host(#[serde(serialize_with = "serialize_shared")] Arc<str>),
     /// The address lies in this range (the most specific of the requirement's).
     Address(IpNet),
+    /// The address has the requirement's `target` role in the site file (never
+    /// produced by [`Catalog::match_flow`]; the audit layer adds it).
+    SiteRole {
+        /// The site role (`mdm-server`).
+        role: String,
+        /// The site file's range for that role holding the address.
+        net: IpNet,
+    },
 }
 
 impl fmt::Display for MatchBy {
@@ -259,6 +268,7 @@ impl fmt::Display for MatchBy {
         match self {
             MatchBy::Host(p) => write!(f, "host pattern \"{p}\""),
             MatchBy::Address(n) => write!(f, "address range {n}"),
+            MatchBy::SiteRole { role, net } => write!(f, "site role {role} ({net})"),
         }
     }
 }
@@ -453,6 +463,13 @@ impl Catalog {
         render::explain(self, host_or_ip, port, transport)
     }
 
+    /// The catalog as Markdown (`docs/catalog.md`), with the seed coverage table when
+    /// `seed_rows` (file name, text of `tests/seed_rows.tsv`) is given. Errors name a
+    /// malformed seed row.
+    pub fn render_markdown(&self, seed_rows: Option<(&str, &str)>) -> Result<String, String> {
+        doc::render(self, seed_rows)
+    }
+
     /// A readable table of the catalog, or of one profile's requirements.
     pub fn render_list(&self, profile: Option<&str>) -> String {
         render::render_list(self, profile)
@@ -496,7 +513,7 @@ fn rank(by: &MatchBy) -> u16 {
             };
             base + if p.ends_with("[cctld]") { 3 } else { 0 }
         }
-        MatchBy::Address(net) => 200 - u16::from(net.prefix_len()),
+        MatchBy::Address(net) | MatchBy::SiteRole { net, .. } => 200 - u16::from(net.prefix_len()),
     }
 }
 

@@ -135,6 +135,18 @@ pub(crate) fn utf8_error(name: &str, bytes: &[u8], err: std::str::Utf8Error) -> 
     d
 }
 
+/// `TOML syntax error: ...` on one line, from `toml`'s (multi-line) message.
+pub(crate) fn syntax_message(e: &toml::de::Error) -> String {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("TOML syntax error: {message}")
+}
+
 /// Parses and validates one file. `file_index` is stored in the spans.
 pub(crate) fn parse_file(file_index: usize, file: &SourceFile) -> ParsedFile {
     let mut parsed = ParsedFile::default();
@@ -151,14 +163,7 @@ pub(crate) fn parse_file(file_index: usize, file: &SourceFile) -> ParsedFile {
         Ok(doc) => doc,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = e
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-            ctx.error(span, None, format!("TOML syntax error: {message}"));
+            ctx.error(span, None, syntax_message(&e));
             return parsed;
         }
     };
@@ -307,7 +312,7 @@ fn get_str_list<'n>(
 
 /// Ids, profile names and site roles: lowercase ASCII letters, digits, `.`, `_`, `-`,
 /// starting with a letter or digit.
-fn valid_name(s: &str, dots: bool) -> bool {
+pub(crate) fn valid_name(s: &str, dots: bool) -> bool {
     s.bytes()
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -358,7 +363,7 @@ fn parse_ports(
     ok.then_some(out)
 }
 
-fn parse_address(s: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_address(s: &str) -> Result<IpNet, String> {
     let net = if s.contains('/') {
         s.parse::<IpNet>().map_err(|_| ())
     } else {
@@ -394,6 +399,14 @@ fn valid_date(s: &str) -> bool {
         (num(0..4), num(5..7), num(8..10)),
         (Some(_), Some(1..=12), Some(1..=31))
     )
+}
+
+pub(crate) fn unknown_field_message(key: &str, what: &str, known: &[&str]) -> String {
+    let hint = match suggest(key, known.iter().copied()) {
+        Some(s) => format!("; did you mean \"{s}\"?"),
+        None => format!(" (known fields: {})", known.join(", ")),
+    };
+    format!("unknown field \"{key}\" in {what}{hint}")
 }
 
 fn unknown_field(

@@ -61,6 +61,7 @@ pub(super) fn explain(
         let by = match m.by {
             MatchBy::Host(p) => ExplainBy::Host(p),
             MatchBy::Address(n) => ExplainBy::Address(n),
+            MatchBy::SiteRole { role, .. } => ExplainBy::SiteRole(role),
         };
         out.push(explanation(m.req, r, by, arg, port, transport, false));
     }
