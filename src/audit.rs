@@ -700,6 +700,13 @@ fn match_flow(
     let server = record.server;
     let name = record.name.as_deref();
     let mut ms = catalog.match_flow(name, server.ip(), record.transport, server.port());
+    // QUIC is HTTP/3: the same service as HTTPS on the same port number. A QUIC flow
+    // that no requirement lists for UDP is judged as its TCP counterpart.
+    if record.app == Some(crate::flow::AppProto::Quic)
+        && ms.iter().all(|m| m.path == PortPath::OtherPort)
+    {
+        ms = catalog.match_flow(name, server.ip(), Transport::Tcp, server.port());
+    }
     if let Some(site) = site {
         site_matches(catalog, site, selected, &record, &mut ms);
     }
