@@ -137,6 +137,7 @@ impl Input {
                                 linktype: lt,
                                 ts: p.ts,
                                 frame: *frames,
+                                shard: Record::UNSHARDED,
                             });
                         }
                         Ok(None) => return Fill::End,
@@ -195,6 +196,15 @@ impl Worker {
             // Every worker keeps the capture's clock, so flows expire at the same
             // packet time whatever the number of shards.
             self.table.advance(r.ts, &mut self.records);
+            // Frames the reader already assigned to another worker are skipped
+            // without decoding them a second time.
+            let own = match r.shard {
+                Record::UNSHARDED | Record::ALL_SHARDS => None,
+                Record::NO_FLOW if self.index == 0 => None,
+                Record::NO_FLOW => continue,
+                s if usize::from(s) == self.index => Some(true),
+                _ => continue,
+            };
             let bytes = chunk.bytes(r);
             let d = match decode::decode(r.linktype, bytes) {
                 Ok(d) => d,
@@ -217,8 +227,10 @@ impl Worker {
                 },
                 wire_len: r.wire_len,
             };
-            if self.shards > 1 && (flow::shard_hash(&d) % self.shards as u64) as usize != self.index
-            {
+            let mine = own.unwrap_or_else(|| {
+                self.shards == 1 || shard_of(&d, self.shards) == self.index
+            });
+            if !mine {
                 if FlowTable::may_be_dns_response(&d) {
                     self.table.observe_dns(&ctx, &d);
                 }
@@ -243,6 +255,29 @@ impl Worker {
     fn finish(mut self) -> Worker {
         self.table.finish(&mut self.records);
         self
+    }
+}
+
+/// The worker that owns a decoded frame's flow.
+fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
+    (flow::shard_hash(d) % shards as u64) as usize
+}
+
+/// The reader's share of the work with several workers: decode each frame once to
+/// tell which worker owns it, so that the others skip it without decoding. DNS
+/// answers go to every worker; undecodable frames to the first, which counts them.
+fn assign_shards(chunk: &mut Chunk, shards: usize) {
+    let Chunk { data, records, .. } = chunk;
+    for r in records.iter_mut() {
+        let start = r.off as usize;
+        let bytes = data
+            .get(start..start.saturating_add(r.caplen as usize))
+            .unwrap_or(&[]);
+        r.shard = match decode::decode(r.linktype, bytes) {
+            Ok(d) if FlowTable::may_be_dns_response(&d) => Record::ALL_SHARDS,
+            Ok(d) => shard_of(&d, shards) as u16,
+            Err(_) => Record::NO_FLOW,
+        };
     }
 }
 
@@ -405,6 +440,7 @@ fn run_threaded(
                 p(idx, summary.packets);
             }
             if !chunk.records.is_empty() {
+                assign_shards(&mut chunk, threads);
                 let arc = Arc::new(chunk);
                 for tx in senders.iter() {
                     if tx.send(Arc::clone(&arc)).is_err() {

@@ -35,6 +35,18 @@ pub struct Record {
     pub ts: Nanos,
     /// 1-based number of the record in its file (Wireshark's frame number).
     pub frame: u64,
+    /// Which worker owns the record's flow, when the reader already knows
+    /// (see `engine`); [`Record::UNSHARDED`] otherwise.
+    pub shard: u16,
+}
+
+impl Record {
+    /// The reader has not looked at the frame: every worker decodes it.
+    pub const UNSHARDED: u16 = u16::MAX;
+    /// Every worker must read it (a DNS answer names flows of all shards).
+    pub const ALL_SHARDS: u16 = u16::MAX - 1;
+    /// Not decodable: only the first worker looks at it, to count why.
+    pub const NO_FLOW: u16 = u16::MAX - 2;
 }
 
 /// A buffer of file bytes and the complete records inside it.
@@ -492,6 +504,7 @@ impl FileReader {
                     .saturating_mul(1_000_000_000)
                     .saturating_add(frac_ns),
                 frame: self.frames,
+                shard: Record::UNSHARDED,
             });
             at = end;
         }
@@ -573,6 +586,7 @@ impl FileReader {
                         linktype: iface.linktype,
                         ts: units_to_ns(units, iface.resolution, iface.offset_s),
                         frame: self.frames,
+                        shard: Record::UNSHARDED,
                     });
                 }
                 Block::SimplePacket(spb) => {
@@ -591,6 +605,7 @@ impl FileReader {
                         linktype: iface.linktype,
                         ts: 0,
                         frame: self.frames,
+                        shard: Record::UNSHARDED,
                     });
                 }
                 _ => {}
