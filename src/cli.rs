@@ -414,6 +414,16 @@ pub(crate) fn write_atomically(
     path: &std::path::Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    // A device, a FIFO or anything else that is not a regular file (-o /dev/null,
+    // -o /dev/stdout) is written in place: renaming over it would replace it.
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() {
+            let mut w =
+                std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+            f(&mut w)?;
+            return w.flush();
+        }
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -121,3 +121,27 @@ fn capture_cut_inside_a_record_gives_partial_report_and_exit_3() {
         "{err}"
     );
 }
+
+#[test]
+fn report_to_a_device_is_written_in_place_not_renamed_over() {
+    // A private character device equal to /dev/null (needs root to create).
+    let dev = tmp("null-device");
+    let _ = std::fs::remove_file(&dev);
+    let made = std::process::Command::new("mknod")
+        .arg(&dev)
+        .args(["c", "1", "3"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !made {
+        eprintln!("skipped: mknod needs root");
+        return;
+    }
+    let d = dev.to_str().unwrap();
+    let out = run(&["audit", "pcaps/apns-fallback.pcap", "-o", d]);
+    assert!(matches!(out.status.code(), Some(0) | Some(1)));
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::metadata(&dev).unwrap().file_type();
+    assert!(ft.is_char_device(), "the device was replaced by a file");
+    let _ = std::fs::remove_file(&dev);
+}
