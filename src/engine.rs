@@ -227,9 +227,8 @@ impl Worker {
                 },
                 wire_len: r.wire_len,
             };
-            let mine = own.unwrap_or_else(|| {
-                self.shards == 1 || shard_of(&d, self.shards) == self.index
-            });
+            let mine =
+                own.unwrap_or_else(|| self.shards == 1 || shard_of(&d, self.shards) == self.index);
             if !mine {
                 if FlowTable::may_be_dns_response(&d) {
                     self.table.observe_dns(&ctx, &d);
