@@ -43,6 +43,9 @@ pub enum Command {
     /// Inspect and validate the requirement catalog.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Capture live on interfaces; status view or NDJSON events; final report on
+    /// SIGINT/SIGTERM, --duration or --packets.
+    Live(crate::live::LiveArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -210,6 +213,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Audit(a) => run_audit(a),
         Command::Rules(r) => run_rules(r),
+        Command::Live(l) => crate::live::run(l),
     }
 }
 

@@ -60,6 +60,39 @@ pub struct CaptureStats {
     pub unsupported_link_types: BTreeMap<u32, u64>,
     pub first_ts: Option<Nanos>,
     pub last_ts: Option<Nanos>,
+    /// Live capture only: libpcap's and the pipeline's own drop counters (absent
+    /// from reports of capture files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveCounters>,
+}
+
+/// Drop accounting of a live capture (SPEC section 7).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LiveCounters {
+    /// One entry per interface, in command-line order.
+    pub interfaces: Vec<InterfaceCounters>,
+    /// Finished flow records dropped from the report because the live run keeps at
+    /// most `--max-records` of them (the oldest go first).
+    pub records_dropped: u64,
+    /// Intervals (status periods) in which any packet was dropped.
+    pub intervals_with_drops: u64,
+}
+
+/// Counters of one live interface.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InterfaceCounters {
+    pub name: String,
+    /// libpcap `ps_recv`: packets the kernel handed to the capture.
+    pub received: u64,
+    /// libpcap `ps_drop`: packets dropped because the capture buffer was full.
+    pub dropped: u64,
+    /// libpcap `ps_ifdrop`: packets dropped by the interface or its driver.
+    pub if_dropped: u64,
+    /// Packets the capture thread had to drop because the pipeline queue was full
+    /// (a live reader never stalls libpcap).
+    pub queue_dropped: u64,
+    /// Packets handed to the pipeline.
+    pub delivered: u64,
 }
 
 /// What an offline run produced, before the audit.
@@ -337,6 +370,11 @@ pub fn run(inputs: Vec<Input>, cfg: EngineConfig, mut progress: Option<Progress<
         )
     };
 
+    merge(workers, cap, summaries)
+}
+
+/// Sum the workers' counters into `cap` and collect their records.
+fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummary>) -> RunResult {
     let mut skipped = [0u64; Skip::ALL.len()];
     let mut flow_stats = FlowStats::default();
     let mut records = Vec::new();
@@ -468,4 +506,197 @@ fn run_threaded(
         .into_iter()
         .map(|h| h.join().expect("worker thread"))
         .collect()
+}
+
+/// A message to a worker of a [`Pipeline`].
+enum WorkerMsg {
+    Chunk(Arc<Chunk>),
+    /// Move the flow table's clock to this time (a quiet live link still expires
+    /// flows) and report the open flows and the table's counters.
+    Tick(Nanos),
+}
+
+/// What a worker of a [`Pipeline`] sends back.
+struct WorkerNews {
+    index: usize,
+    records: Vec<FlowRecord>,
+    /// After a tick: open flows and the table's counters.
+    state: Option<(usize, FlowStats)>,
+}
+
+/// The incremental form of [`run`], for live capture: chunks are pushed as they
+/// arrive, finished flow records are polled as they leave the flow tables, and
+/// [`Pipeline::finish`] ends the open flows. The same [`Worker`]s and sharding as
+/// `run`, always on worker threads (one at least), so the caller's thread never
+/// decodes.
+///
+/// `push` blocks when a worker's queue is full: the caller (the live aggregator) sits
+/// behind its own bounded queue, which is where a live capture counts its drops.
+pub struct Pipeline {
+    senders: Vec<crossbeam_channel::Sender<WorkerMsg>>,
+    handles: Vec<std::thread::JoinHandle<Worker>>,
+    news: crossbeam_channel::Receiver<WorkerNews>,
+    cap: CaptureStats,
+    summaries: Vec<InputSummary>,
+    /// Latest (open flows, counters) per worker.
+    state: Vec<(usize, FlowStats)>,
+    finished: Vec<FlowRecord>,
+}
+
+impl Pipeline {
+    /// Start `cfg.threads` workers (at least one).
+    pub fn new(cfg: &EngineConfig) -> std::io::Result<Pipeline> {
+        let threads = cfg.threads.max(1);
+        let (news_tx, news) = crossbeam_channel::unbounded::<WorkerNews>();
+        let mut senders = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<WorkerMsg>(CHANNEL_CHUNKS);
+            senders.push(tx);
+            let mut fcfg = cfg.flow.clone();
+            fcfg.max_flows = (fcfg.max_flows / threads).max(1);
+            fcfg.max_dns_entries = fcfg.max_dns_entries.max(1);
+            let news_tx = news_tx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("mdmaudit-worker-{i}"))
+                .spawn(move || {
+                    let mut w = Worker::new(i, threads, fcfg);
+                    for msg in rx.iter() {
+                        let state = match msg {
+                            WorkerMsg::Chunk(c) => {
+                                w.chunk(&c);
+                                None
+                            }
+                            WorkerMsg::Tick(ts) => {
+                                w.table.advance(ts, &mut w.records);
+                                Some((w.table.len(), w.table.stats().clone()))
+                            }
+                        };
+                        if !w.records.is_empty() || state.is_some() {
+                            let records = std::mem::take(&mut w.records);
+                            // The pipeline may be gone (it is being dropped): ignore.
+                            let _ = news_tx.send(WorkerNews {
+                                index: i,
+                                records,
+                                state,
+                            });
+                        }
+                    }
+                    w.finish()
+                })?;
+            handles.push(h);
+        }
+        Ok(Pipeline {
+            senders,
+            handles,
+            news,
+            cap: CaptureStats::default(),
+            summaries: Vec::new(),
+            state: vec![(0, FlowStats::default()); threads],
+            finished: Vec::new(),
+        })
+    }
+
+    /// Declare input number `summaries.len()` (a live interface or a ring file);
+    /// chunks name it in [`Chunk::file`]. Returns its index.
+    pub fn add_input(&mut self, name: &str, linktype: u32) -> u32 {
+        self.summaries.push(InputSummary {
+            file: name.to_string(),
+            linktype,
+            linktype_name: linktype_name(linktype),
+            linktype_supported: linktype::is_supported(linktype),
+            packets: 0,
+            bytes: 0,
+            damage: None,
+        });
+        (self.summaries.len() - 1) as u32
+    }
+
+    /// Count and hand `chunk` to every worker (blocks while a worker queue is full).
+    /// A chunk naming an undeclared input is counted under a placeholder input.
+    pub fn push(&mut self, chunk: Chunk) {
+        if chunk.records.is_empty() {
+            return;
+        }
+        while self.summaries.len() <= chunk.file as usize {
+            self.add_input("(undeclared input)", u32::MAX);
+        }
+        if let Some(summary) = self.summaries.get_mut(chunk.file as usize) {
+            account(&mut self.cap, summary, &chunk);
+        }
+        let arc = Arc::new(chunk);
+        for tx in self.senders.iter() {
+            // A worker that died cannot take more (it cannot panic on input).
+            let _ = tx.send(WorkerMsg::Chunk(Arc::clone(&arc)));
+        }
+        self.collect();
+    }
+
+    /// Move every flow table's clock to `now` (live: wall time on a quiet link) and
+    /// ask for the open-flow counts; idle flows are finished.
+    pub fn tick(&mut self, now: Nanos) {
+        for tx in self.senders.iter() {
+            let _ = tx.send(WorkerMsg::Tick(now));
+        }
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Ok(n) = self.news.try_recv() {
+            self.finished.extend(n.records);
+            if let (Some(st), Some(slot)) = (n.state, self.state.get_mut(n.index)) {
+                *slot = st;
+            }
+        }
+    }
+
+    /// Flow records finished since the last call (idle, evicted, port reuse).
+    pub fn poll_finished(&mut self) -> Vec<FlowRecord> {
+        self.collect();
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Packets and bytes counted so far, and the inputs.
+    pub fn capture(&self) -> &CaptureStats {
+        &self.cap
+    }
+
+    /// Open flows and summed flow counters, as of the workers' last tick.
+    pub fn flow_state(&self) -> (usize, FlowStats) {
+        let mut stats = FlowStats::default();
+        let mut open = 0;
+        for (n, s) in self.state.iter() {
+            open += n;
+            stats.add(s);
+        }
+        (open, stats)
+    }
+
+    /// End of input: the open flows are finished. The result's `records` are those
+    /// not yet returned by [`Pipeline::poll_finished`]; `live` is left for the caller.
+    pub fn finish(mut self) -> RunResult {
+        let senders = std::mem::take(&mut self.senders);
+        drop(senders);
+        let handles = std::mem::take(&mut self.handles);
+        let workers: Vec<Worker> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        self.collect();
+        let mut res = merge(
+            workers,
+            std::mem::take(&mut self.cap),
+            std::mem::take(&mut self.summaries),
+        );
+        let mut pending = std::mem::take(&mut self.finished);
+        pending.append(&mut res.records);
+        res.records = pending;
+        res
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod engine;
 pub mod flow;
 pub mod http;
+pub mod live;
 pub mod model;
 pub mod quic;
 pub mod reader;
