@@ -186,6 +186,51 @@ pub struct RequirementStatus {
     pub flows: usize,
     /// Devices per verdict.
     pub devices: BTreeMap<String, usize>,
+    /// Handshake round trip of the flows that reached the service, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<Percentiles>,
+    /// Time to first byte of those flows, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<Percentiles>,
+}
+
+/// A latency distribution (HdrHistogram, 3 significant digits), milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Latencies in nanoseconds, recorded at microsecond resolution (1 µs to 1 h).
+struct Latency(Option<hdrhistogram::Histogram<u64>>);
+
+impl Latency {
+    fn new() -> Self {
+        Latency(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok())
+    }
+    fn record(&mut self, ns: i64) {
+        if let Some(h) = self.0.as_mut() {
+            let us = u64::try_from(ns / 1000).unwrap_or(0).clamp(1, h.high());
+            let _ = h.record(us);
+        }
+    }
+    fn summary(&self) -> Option<Percentiles> {
+        let h = self.0.as_ref()?;
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        Some(Percentiles {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        })
+    }
 }
 
 /// How a profile came to be active.
@@ -596,6 +641,26 @@ pub fn audit(
             }
         }
     }
+    // Latency of the flows that reached each requirement's service.
+    let mut latency: BTreeMap<usize, (Latency, Latency)> = BTreeMap::new();
+    for f in flows.iter() {
+        for m in f.matches.iter() {
+            if !matches!(m.verdict, Some(Verdict::Ok) | Some(Verdict::Fallback))
+                || !f.record.reached()
+            {
+                continue;
+            }
+            let e = latency
+                .entry(m.req)
+                .or_insert_with(|| (Latency::new(), Latency::new()));
+            if let Some(rtt) = f.record.rtt_ns {
+                e.0.record(rtt);
+            }
+            if let Some(t) = f.record.ttfb_ns {
+                e.1.record(t);
+            }
+        }
+    }
     let mut requirements = Vec::new();
     for (ri, req) in reqs.iter().enumerate() {
         let is_active = req.profiles.iter().any(|p| active.contains(p.as_str()));
@@ -619,6 +684,7 @@ pub fn audit(
             None if is_active && req.required && req.legacy.is_none() => "missing".to_string(),
             None => "not_seen".to_string(),
         };
+        let lat = latency.get(&ri);
         requirements.push(RequirementStatus {
             rule: req.id.clone(),
             vendor: req.vendor.clone(),
@@ -628,6 +694,8 @@ pub fn audit(
             status,
             flows: flows_n,
             devices: counts,
+            rtt_ms: lat.and_then(|l| l.0.summary()),
+            ttfb_ms: lat.and_then(|l| l.1.summary()),
         });
     }
     let mut dev_map: BTreeMap<IpAddr, BTreeMap<String, Verdict>> = BTreeMap::new();

@@ -306,6 +306,9 @@ pub struct FlowRecord {
     pub outcome: Outcome,
     /// SYN to SYN-ACK (last SYN sent before the SYN-ACK), nanoseconds.
     pub rtt_ns: Option<i64>,
+    /// Time to first byte: from the client's first payload to the server's first
+    /// payload after it, nanoseconds.
+    pub ttfb_ns: Option<i64>,
     /// SYNs the client sent beyond the first.
     pub syn_retransmits: u32,
     /// OR of the TCP flags each side sent.
@@ -532,6 +535,8 @@ struct Flow {
     last_syn_ts: Option<Nanos>,
     synack_seen: bool,
     rtt_ns: Option<i64>,
+    first_client_payload: Option<Nanos>,
+    ttfb_ns: Option<i64>,
     /// A RST from the server before any SYN-ACK.
     rst_before_synack: bool,
     rst_after_synack: bool,
@@ -749,6 +754,8 @@ impl FlowTable {
             last_syn_ts: None,
             synack_seen: false,
             rtt_ns: None,
+            first_client_payload: None,
+            ttfb_ns: None,
             rst_before_synack: false,
             rst_after_synack: false,
             fins: 0,
@@ -838,6 +845,7 @@ impl FlowTable {
         f.packets[side] += 1;
         f.bytes[side] += u64::from(ctx.wire_len);
         f.payload[side] += u64::from(t.payload_len);
+        note_first_bytes(f, from_client, t.payload_len, ctx.ts);
         f.flags[side] |= t.flags;
 
         if from_client {
@@ -1070,6 +1078,7 @@ impl FlowTable {
         f.packets[side] += 1;
         f.bytes[side] += u64::from(ctx.wire_len);
         f.payload[side] += u64::from(u.payload_len);
+        note_first_bytes(f, from_client, u.payload_len, ctx.ts);
         if u.sport == 53 {
             match dns::parse_response(u.payload) {
                 Ok(resp) => {
@@ -1245,6 +1254,7 @@ impl FlowTable {
             server_payload: f.payload[1],
             outcome,
             rtt_ns: f.rtt_ns,
+            ttfb_ns: f.ttfb_ns,
             syn_retransmits: f.syns.saturating_sub(1),
             client_flags: f.flags[0],
             server_flags: f.flags[1],
@@ -1258,6 +1268,18 @@ impl FlowTable {
             one_direction,
             ended_by,
         }
+    }
+}
+
+/// Time to first byte: the client's first payload, then the server's first after it.
+fn note_first_bytes(f: &mut Flow, from_client: bool, payload_len: u32, ts: Nanos) {
+    if payload_len == 0 || f.ttfb_ns.is_some() {
+        return;
+    }
+    match (from_client, f.first_client_payload) {
+        (true, None) => f.first_client_payload = Some(ts),
+        (false, Some(first)) => f.ttfb_ns = Some(ts.saturating_sub(first).max(0)),
+        _ => {}
     }
 }
 

@@ -186,6 +186,8 @@ struct FlowMeta<'a> {
     catalog_range: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttfb_ms: Option<f64>,
     first_frame: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     capture_file: Option<&'a str>,
@@ -281,6 +283,7 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
             catalog_vendor: f.catalog_range.as_ref().map(|(v, _)| v.as_str()),
             catalog_range: f.catalog_range.as_ref().map(|(_, n)| n.as_str()),
             rtt_ms: r.rtt_ns.map(|rtt| rtt as f64 / 1e6),
+            ttfb_ms: r.ttfb_ns.map(|t| t as f64 / 1e6),
             first_frame: r.first_frame.frame,
             capture_file: files.get(r.first_frame.file as usize).map(String::as_str),
             syn_retransmits: tcp.then_some(r.syn_retransmits),
@@ -793,7 +796,7 @@ impl Sink for TextSink {
             let st = format!("{:<10}", q.status);
             let _ = writeln!(
                 s,
-                "  {} {:<w$}  {} flows{}{}",
+                "  {} {:<w$}  {} flows{}{}{}",
                 p.status(&q.status, &st),
                 q.rule,
                 q.flows,
@@ -801,6 +804,14 @@ impl Sink for TextSink {
                     String::new()
                 } else {
                     format!("; devices: {}", devs.join(", "))
+                },
+                match (&q.rtt_ms, &q.ttfb_ms) {
+                    (Some(r), Some(t)) => format!(
+                        "; rtt p50 {} ms p99 {} ms, ttfb p50 {} ms",
+                        r.p50, r.p99, t.p50
+                    ),
+                    (Some(r), None) => format!("; rtt p50 {} ms p99 {} ms", r.p50, r.p99),
+                    _ => String::new(),
                 },
                 if q.required { "" } else { " (optional)" },
             );

@@ -117,6 +117,7 @@ fn rec(frame: u64, client: &str, server: &str, outcome: Outcome, t: i64) -> Flow
         server_payload: sp.saturating_sub(2) * 80,
         outcome,
         rtt_ns: rtt,
+        ttfb_ns: rtt.map(|r| r + 1_000_000),
         syn_retransmits: retx,
         client_flags: cf,
         server_flags: sf,
@@ -782,4 +783,37 @@ fn audit_output_does_not_depend_on_record_order() {
         let got = serde_json::to_string(&audit(&cat, order, &opts, span)).unwrap();
         assert_eq!(got, expected, "order {n} changed the output");
     }
+}
+
+#[test]
+fn requirement_latency_percentiles_come_from_flows_that_reached_it() {
+    let mut records = fallback_records(0, 15);
+    // Two more reached flows of the device requirement with other round trips.
+    for (i, rtt_ms) in [(0u64, 10i64), (1, 90)] {
+        let mut r = named(
+            rec(
+                10 + i,
+                "10.0.0.7:5000",
+                "17.1.2.3:5223",
+                Outcome::Established,
+                20,
+            ),
+            "courier.push.apple.com",
+            NameSource::Sni,
+        );
+        r.client = sa(&format!("10.0.0.7:{}", 5000 + i));
+        r.rtt_ns = Some(rtt_ms * 1_000_000);
+        r.ttfb_ns = Some(rtt_ms * 2_000_000);
+        records.push(r);
+    }
+    let a = run(records);
+    let st = a.requirements.iter().find(|r| r.rule == DEVICE).unwrap();
+    let rtt = st.rtt_ms.as_ref().expect("rtt percentiles");
+    // The fallback flow (30 ms) and the two preferred ones; failed attempts have none.
+    assert_eq!(rtt.count, 3);
+    assert!((rtt.p50 - 30.0).abs() < 0.1, "{rtt:?}");
+    assert!((rtt.max - 90.0).abs() < 0.1, "{rtt:?}");
+    let ttfb = st.ttfb_ms.as_ref().expect("ttfb percentiles");
+    assert_eq!(ttfb.count, 3);
+    assert!((ttfb.max - 180.0).abs() < 0.2, "{ttfb:?}");
 }
