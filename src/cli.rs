@@ -88,6 +88,61 @@ pub struct CatalogArgs {
     pub extra_rules: Vec<PathBuf>,
 }
 
+/// Flow-table caps and timeouts and evidence limits, shared by `audit` and `live`.
+#[derive(Args, Debug, Clone)]
+pub struct FlowArgs {
+    /// Cap on concurrent flows; beyond it the least recently active are evicted (counted).
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of established TCP flows, seconds of packet time.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub tcp_idle: u64,
+    /// Idle timeout of unanswered or refused TCP attempts, seconds of packet time.
+    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    pub tcp_attempt_idle: u64,
+    /// Idle timeout of UDP flows, seconds of packet time.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub udp_idle: u64,
+    /// Cap on addresses remembered from DNS answers.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_dns_entries: usize,
+    /// A failed attempt on the preferred port counts as the cause of a fallback
+    /// connection by the same device up to this many seconds before it.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub fallback_window: u64,
+    /// Evidence frames listed per finding (all are counted).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_evidence: usize,
+}
+
+impl FlowArgs {
+    /// The flow table's configuration; the catalog's ports orient mid-stream flows.
+    pub fn flow_config(&self, catalog: &Catalog) -> FlowConfig {
+        let mut ports = PortSet::well_known();
+        for r in catalog.requirements().iter() {
+            for pr in r.ports.iter().chain(r.fallback.iter()) {
+                for p in pr.start..=pr.end {
+                    ports.insert(p);
+                }
+            }
+        }
+        FlowConfig {
+            max_flows: self.max_flows.max(1),
+            tcp_idle: secs(self.tcp_idle),
+            tcp_attempt_idle: secs(self.tcp_attempt_idle),
+            udp_idle: secs(self.udp_idle),
+            max_dns_entries: self.max_dns_entries,
+            service_ports: ports,
+            ..FlowConfig::default()
+        }
+    }
+
+    /// The fallback window, nanoseconds of packet time.
+    pub fn fallback_window_ns(&self) -> i64 {
+        secs(self.fallback_window)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Capture files, read in order; flows continue across files. '-' reads standard input.
@@ -125,28 +180,8 @@ pub struct AuditArgs {
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
-    /// Cap on concurrent flows; beyond it the least recently active are evicted (counted).
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    pub max_flows: usize,
-    /// Idle timeout of established TCP flows, seconds of packet time.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub tcp_idle: u64,
-    /// Idle timeout of unanswered or refused TCP attempts, seconds of packet time.
-    #[arg(long, default_value_t = 180, value_name = "SECS")]
-    pub tcp_attempt_idle: u64,
-    /// Idle timeout of UDP flows, seconds of packet time.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub udp_idle: u64,
-    /// Cap on addresses remembered from DNS answers.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
-    pub max_dns_entries: usize,
-    /// A failed attempt on the preferred port counts as the cause of a fallback
-    /// connection by the same device up to this many seconds before it.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub fallback_window: u64,
-    /// Evidence frames listed per finding (all are counted).
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub max_evidence: usize,
+    #[command(flatten)]
+    pub flow: FlowArgs,
     /// Decode and flow worker threads (default: the cores available). The report is
     /// the same whatever the number.
     #[arg(long, value_name = "N")]
@@ -255,7 +290,8 @@ pub(crate) fn load_catalog(a: &CatalogArgs) -> Result<(Catalog, String), String>
     Ok((merged, desc))
 }
 
-fn secs(s: u64) -> i64 {
+/// Seconds to nanoseconds of packet time, saturating.
+pub(crate) fn secs(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }
 
@@ -303,23 +339,7 @@ fn run_audit(a: AuditArgs) -> i32 {
             .map(|n| n.get())
             .unwrap_or(1),
     };
-    let mut ports = PortSet::well_known();
-    for r in catalog.requirements().iter() {
-        for pr in r.ports.iter().chain(r.fallback.iter()) {
-            for p in pr.start..=pr.end {
-                ports.insert(p);
-            }
-        }
-    }
-    let cfg = FlowConfig {
-        max_flows: a.max_flows.max(1),
-        tcp_idle: secs(a.tcp_idle),
-        tcp_attempt_idle: secs(a.tcp_attempt_idle),
-        udp_idle: secs(a.udp_idle),
-        max_dns_entries: a.max_dns_entries,
-        service_ports: ports,
-        ..FlowConfig::default()
-    };
+    let cfg = a.flow.flow_config(&catalog);
     let stderr_tty = std::io::stderr().is_terminal();
     let mut last_report = std::time::Instant::now();
     let start = std::time::Instant::now();
@@ -344,8 +364,8 @@ fn run_audit(a: AuditArgs) -> i32 {
     }
     let opts = AuditOptions {
         profiles: a.profiles.clone(),
-        fallback_window: secs(a.fallback_window),
-        max_evidence: a.max_evidence,
+        fallback_window: a.flow.fallback_window_ns(),
+        max_evidence: a.flow.max_evidence,
         site,
         strict: a.strict,
     };

@@ -555,6 +555,19 @@ struct Flow {
 }
 
 impl Flow {
+    /// Count one packet of this flow; returns whether the client sent it, and the
+    /// side index (0 client, 1 server).
+    fn account(&mut self, src_is_a: bool, ctx: &PacketCtx, payload_len: u32) -> (bool, usize) {
+        let from_client = src_is_a == self.a_is_client;
+        let side = usize::from(!from_client);
+        self.last_ts = self.last_ts.max(ctx.ts);
+        self.packets[side] += 1;
+        self.bytes[side] += u64::from(ctx.wire_len);
+        self.payload[side] += u64::from(payload_len);
+        note_first_bytes(self, from_client, payload_len, ctx.ts);
+        (from_client, side)
+    }
+
     fn closed(&self) -> bool {
         self.rst_before_synack || self.rst_after_synack || self.fins == 3
     }
@@ -839,13 +852,7 @@ impl FlowTable {
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
-        let from_client = src_is_a == f.a_is_client;
-        let side = usize::from(!from_client);
-        f.last_ts = f.last_ts.max(ctx.ts);
-        f.packets[side] += 1;
-        f.bytes[side] += u64::from(ctx.wire_len);
-        f.payload[side] += u64::from(t.payload_len);
-        note_first_bytes(f, from_client, t.payload_len, ctx.ts);
+        let (from_client, side) = f.account(src_is_a, ctx, t.payload_len);
         f.flags[side] |= t.flags;
 
         if from_client {
@@ -1072,13 +1079,7 @@ impl FlowTable {
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
-        let from_client = src_is_a == f.a_is_client;
-        let side = usize::from(!from_client);
-        f.last_ts = f.last_ts.max(ctx.ts);
-        f.packets[side] += 1;
-        f.bytes[side] += u64::from(ctx.wire_len);
-        f.payload[side] += u64::from(u.payload_len);
-        note_first_bytes(f, from_client, u.payload_len, ctx.ts);
+        let (from_client, _) = f.account(src_is_a, ctx, u.payload_len);
         if u.sport == 53 {
             match dns::parse_response(u.payload) {
                 Ok(resp) => {

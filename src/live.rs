@@ -20,9 +20,10 @@
 use crate::audit::{self, Audit, AuditOptions, Severity};
 use crate::capture::Damage;
 use crate::catalog::Catalog;
+use crate::cli::secs;
 use crate::cli::{self, CatalogArgs, ColorArg, FailOn, FormatArg};
 use crate::engine::{EngineConfig, InterfaceCounters, LiveCounters, Pipeline, RunResult};
-use crate::flow::{FlowConfig, FlowRecord, FrameRef, PortSet};
+use crate::flow::{FlowRecord, FrameRef};
 use crate::model::Nanos;
 use crate::reader::{Chunk, Record};
 use crate::report::{self, Format, ReportInput};
@@ -119,28 +120,8 @@ pub struct LiveArgs {
     /// dropped (counted in `capture.counters.live.records_dropped`).
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub max_records: usize,
-    /// Cap on concurrent flows; beyond it the least recently active are evicted.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    pub max_flows: usize,
-    /// Idle timeout of established TCP flows, seconds.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub tcp_idle: u64,
-    /// Idle timeout of unanswered or refused TCP attempts, seconds (a blocked
-    /// attempt reaches the status view this long after its last SYN).
-    #[arg(long, default_value_t = 180, value_name = "SECS")]
-    pub tcp_attempt_idle: u64,
-    /// Idle timeout of UDP flows, seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub udp_idle: u64,
-    /// Cap on addresses remembered from DNS answers.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
-    pub max_dns_entries: usize,
-    /// Seconds before a fallback connection in which a failed preferred attempt counts.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub fallback_window: u64,
-    /// Evidence frames listed per finding.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub max_evidence: usize,
+    #[command(flatten)]
+    pub flow: crate::cli::FlowArgs,
     /// Decode and flow worker threads (default: the cores available, at most 4).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -154,10 +135,6 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-fn secs(s: u64) -> Nanos {
-    i64::try_from(s.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
 }
 
 fn wall_ns() -> Nanos {
@@ -683,23 +660,7 @@ pub fn run(a: LiveArgs) -> i32 {
             return fail(format!("cannot install signal handlers: {e}"));
         }
     }
-    let mut ports = PortSet::well_known();
-    for r in catalog.requirements().iter() {
-        for pr in r.ports.iter().chain(r.fallback.iter()) {
-            for p in pr.start..=pr.end {
-                ports.insert(p);
-            }
-        }
-    }
-    let fcfg = FlowConfig {
-        max_flows: a.max_flows.max(1),
-        tcp_idle: secs(a.tcp_idle),
-        tcp_attempt_idle: secs(a.tcp_attempt_idle),
-        udp_idle: secs(a.udp_idle),
-        max_dns_entries: a.max_dns_entries,
-        service_ports: ports,
-        ..FlowConfig::default()
-    };
+    let fcfg = a.flow.flow_config(&catalog);
     let mut pipeline = match Pipeline::new(&EngineConfig {
         flow: fcfg,
         threads,
@@ -709,8 +670,8 @@ pub fn run(a: LiveArgs) -> i32 {
     };
     let opts = AuditOptions {
         profiles: a.profiles.clone(),
-        fallback_window: secs(a.fallback_window),
-        max_evidence: a.max_evidence,
+        fallback_window: a.flow.fallback_window_ns(),
+        max_evidence: a.flow.max_evidence,
         ..AuditOptions::default()
     };
     let mut ring = a.write.as_ref().map(|p| Ring {
