@@ -11,6 +11,27 @@ use std::sync::Arc;
 pub(crate) struct SourceFile {
     pub(crate) name: String,
     pub(crate) text: Arc<str>,
+    /// Byte offset of the start of every line, for line numbers in O(log n).
+    pub(crate) line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub(crate) fn new(name: &str, text: &str) -> SourceFile {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            name: name.to_owned(),
+            text: text.into(),
+            line_starts,
+        }
+    }
+
+    /// 1-based line of byte offset `at`.
+    pub(crate) fn line_of(&self, at: usize) -> usize {
+        self.line_starts
+            .partition_point(|&start| start <= at)
+            .max(1)
+    }
 }
 
 /// One problem in a catalog file.
@@ -184,6 +205,10 @@ mod tests {
     #[test]
     fn line_and_column_count_characters() {
         let text = "ab\ncé d\n";
+        let file = SourceFile::new("t", text);
+        for at in 0..=text.len() {
+            assert_eq!(file.line_of(at), line_col(text, at).0, "offset {at}");
+        }
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, 3), (2, 1));
         // 'é' is two bytes: byte 6 is the space after it, column 3.

@@ -58,10 +58,7 @@ impl Parts {
 
     /// Parses one file's text and appends what it defines.
     pub(crate) fn add_text(&mut self, name: &str, text: &str) {
-        let file = SourceFile {
-            name: name.to_owned(),
-            text: text.into(),
-        };
+        let file = SourceFile::new(name, text);
         let parsed = parse::parse_file(self.files.len(), &file);
         self.files.push(file);
         for (r, s) in parsed.requirements {

@@ -653,7 +653,7 @@ fn parse_requirement(
     };
     transports.sort();
     transports.dedup();
-    let (line, _) = super::diag::line_col(&ctx.file.text, header.start);
+    let line = ctx.file.line_of(header.start);
     let req = Requirement {
         id,
         vendor,
@@ -816,7 +816,7 @@ fn parse_profile(
     let (Some(name), Some(description)) = (name.clone(), description) else {
         return Err(name);
     };
-    let (line, _) = super::diag::line_col(&ctx.file.text, header.start);
+    let line = ctx.file.line_of(header.start);
     Ok((
         Profile {
             name,
