@@ -88,6 +88,45 @@ pub struct CatalogArgs {
     pub extra_rules: Vec<PathBuf>,
 }
 
+/// How the final report is shown and judged, shared by `audit` and `live`.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Exit 1 when a finding of this severity or worse is present.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Text report: add the per-device view.
+    #[arg(long)]
+    pub devices: bool,
+    /// Text report: list every flow.
+    #[arg(long)]
+    pub flows: bool,
+    /// Colour in the text report.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+impl ReportArgs {
+    /// Whether a finding reaches `--fail-on` (exit status 1).
+    pub fn fails(&self, findings: &[crate::audit::Finding]) -> bool {
+        let threshold = match self.fail_on {
+            FailOn::Error => Severity::Error,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Never => return false,
+        };
+        findings.iter().any(|f| f.severity >= threshold)
+    }
+
+    /// Whether the text report is coloured: `--color`, or for `auto` a terminal on
+    /// standard output (no `-o FILE`) and no `NO_COLOR`.
+    pub fn colored(&self, to_file: bool, stdout_tty: bool) -> bool {
+        match self.color {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => !to_file && stdout_tty && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
 /// Flow-table caps and timeouts and evidence limits, shared by `audit` and `live`.
 #[derive(Args, Debug, Clone)]
 pub struct FlowArgs {
@@ -168,18 +207,8 @@ pub struct AuditArgs {
     /// destination outside the catalog is a finding, as `strict = true` in the site file.
     #[arg(long, requires = "site")]
     pub strict: bool,
-    /// Exit 1 when a finding of this severity or worse is present.
-    #[arg(long, value_enum, default_value_t = FailOn::Error)]
-    pub fail_on: FailOn,
-    /// Text report: add the per-device view.
-    #[arg(long)]
-    pub devices: bool,
-    /// Text report: list every flow.
-    #[arg(long)]
-    pub flows: bool,
-    /// Colour in the text report.
-    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
-    pub color: ColorArg,
+    #[command(flatten)]
+    pub report: ReportArgs,
     #[command(flatten)]
     pub flow: FlowArgs,
     /// Decode and flow worker threads (default: the cores available). The report is
@@ -376,22 +405,16 @@ fn run_audit(a: AuditArgs) -> i32 {
     let mut run = run;
     let recs = std::mem::take(&mut run.records);
     let audit = audit::audit(&catalog, recs, &opts, span);
-    let color = match a.color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            a.output.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none()
-        }
-    };
+    let color = a
+        .report
+        .colored(a.output.is_some(), std::io::stdout().is_terminal());
     let input = ReportInput {
         run: &run,
         audit: &audit,
         catalog: catalog_desc,
         catalog_requirements: catalog.requirements().len(),
-        show_devices: a.devices,
-        show_flows: a.flows,
+        show_devices: a.report.devices,
+        show_flows: a.report.flows,
         color,
     };
     let format = match a.format {
@@ -422,14 +445,10 @@ fn run_audit(a: AuditArgs) -> i32 {
     if !run.complete() {
         return EXIT_DAMAGED;
     }
-    let threshold = match a.fail_on {
-        FailOn::Error => Some(Severity::Error),
-        FailOn::Warning => Some(Severity::Warning),
-        FailOn::Never => None,
-    };
-    match threshold {
-        Some(t) if audit.findings.iter().any(|f| f.severity >= t) => EXIT_FINDINGS,
-        _ => EXIT_OK,
+    if a.report.fails(&audit.findings) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
     }
 }
 

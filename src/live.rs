@@ -21,7 +21,7 @@ use crate::audit::{self, Audit, AuditOptions, Severity};
 use crate::capture::Damage;
 use crate::catalog::Catalog;
 use crate::cli::secs;
-use crate::cli::{self, CatalogArgs, ColorArg, FailOn, FormatArg};
+use crate::cli::{self, CatalogArgs, FormatArg};
 use crate::engine::{EngineConfig, InterfaceCounters, LiveCounters, Pipeline, RunResult};
 use crate::flow::{FlowRecord, FrameRef};
 use crate::model::Nanos;
@@ -97,18 +97,8 @@ pub struct LiveArgs {
     /// Audit against these profiles only (repeatable).
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
-    /// Exit 1 when a finding of this severity or worse is in the final report.
-    #[arg(long, value_enum, default_value_t = FailOn::Error)]
-    pub fail_on: FailOn,
-    /// Text report: add the per-device view.
-    #[arg(long)]
-    pub devices: bool,
-    /// Text report: list every flow.
-    #[arg(long)]
-    pub flows: bool,
-    /// Colour in the text report.
-    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
-    pub color: ColorArg,
+    #[command(flatten)]
+    pub report: crate::cli::ReportArgs,
     /// Seconds between status refreshes (and state-change evaluations).
     #[arg(long, default_value_t = 2, value_name = "SECS")]
     pub status_interval: u64,
@@ -989,35 +979,21 @@ fn write_final(
     stdout_tty: bool,
     drop_note: Option<f64>,
 ) -> i32 {
-    let threshold = match a.fail_on {
-        FailOn::Error => Some(Severity::Error),
-        FailOn::Warning => Some(Severity::Warning),
-        FailOn::Never => None,
-    };
-    let failing = match threshold {
-        Some(t) => final_audit.findings.iter().any(|f| f.severity >= t),
-        None => false,
-    };
+    let failing = a.report.fails(&final_audit.findings);
     // Flows already streamed are not repeated on the stream.
     if let Some(s) = streamed {
         final_audit
             .flows
             .retain(|f| !s.contains(&f.record.first_frame));
     }
-    let color = match a.color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            a.output.is_none() && stdout_tty && std::env::var_os("NO_COLOR").is_none()
-        }
-    };
+    let color = a.report.colored(a.output.is_some(), stdout_tty);
     let input = ReportInput {
         run,
         audit: final_audit,
         catalog: catalog_desc,
         catalog_requirements: catalog.requirements().len(),
-        show_devices: a.devices,
-        show_flows: a.flows,
+        show_devices: a.report.devices,
+        show_flows: a.report.flows,
         color,
     };
     let format = match a.format {
