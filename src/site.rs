@@ -102,16 +102,7 @@ pub struct SiteError {
 
 impl fmt::Display for SiteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        if self.diagnostics.len() > 1 {
-            write!(f, "\n\n{} errors in the site file", self.diagnostics.len())?;
-        }
-        Ok(())
+        crate::catalog::diag::write_diagnostics(f, &self.diagnostics, "the site file")
     }
 }
 

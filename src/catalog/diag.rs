@@ -131,17 +131,27 @@ pub struct CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        if self.diagnostics.len() > 1 {
-            write!(f, "\n\n{} errors in the catalog", self.diagnostics.len())?;
-        }
-        Ok(())
+        write_diagnostics(f, &self.diagnostics, "the catalog")
     }
+}
+
+/// Diagnostics one after another, then the count when there are several
+/// (`N errors in WHERE`). Shared by catalog and site-file errors.
+pub(crate) fn write_diagnostics(
+    f: &mut fmt::Formatter<'_>,
+    diagnostics: &[Diagnostic],
+    place: &str,
+) -> fmt::Result {
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            f.write_str("\n\n")?;
+        }
+        write!(f, "{d}")?;
+    }
+    if diagnostics.len() > 1 {
+        write!(f, "\n\n{} errors in {place}", diagnostics.len())?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for CatalogError {}
