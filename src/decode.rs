@@ -8,6 +8,17 @@
 //! and tunnels etherparse does not walk (SLL2, null/loopback, NFLOG, PPP, PPPoE,
 //! MPLS, GRE, GTP-U, IP-in-IP) are walked here, with every length checked.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use crate::model::Transport;
 use etherparse::{IpNumber, LaxIpSlice, LenSource, TcpSlice, UdpSlice};
 use std::net::IpAddr;
@@ -215,16 +226,9 @@ impl Skip {
 
 /// Decode one frame of link type `linktype`.
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
-    let (next, rest) = link_payload(linktype, frame)?;
-    let mut depth = 0usize;
+    let (mut next, mut rest) = link_payload(linktype, frame)?;
     let mut tunnels = 0u8;
-    let mut next = next;
-    let mut rest = rest;
-    loop {
-        depth += 1;
-        if depth > MAX_NESTING {
-            return Err(Skip::TooDeep);
-        }
+    for _ in 0..MAX_NESTING {
         match next {
             Next::Ether(ethertype) => {
                 let (n, r) = ether_payload(ethertype, rest)?;
@@ -232,18 +236,17 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
                 rest = r;
             }
             Next::Ethernet => {
-                if rest.len() < 14 {
+                let Some((&[.., hi, lo], r)) = rest.split_first_chunk::<14>() else {
                     return Err(Skip::LinkTruncated);
-                }
-                let ty = be16(rest, 12);
-                rest = &rest[14..];
+                };
+                let ty = u16::from_be_bytes([hi, lo]);
+                rest = r;
                 next = if ty <= 1500 {
                     // IEEE 802.3 length field: IP only behind an LLC/SNAP header.
-                    match rest.get(..8) {
-                        Some([0xaa, 0xaa, 0x03, _, _, _, hi, lo]) => {
-                            let et = u16::from_be_bytes([*hi, *lo]);
-                            rest = &rest[8..];
-                            Next::Ether(et)
+                    match rest.split_first_chunk::<8>() {
+                        Some((&[0xaa, 0xaa, 0x03, _, _, _, hi, lo], r)) => {
+                            rest = r;
+                            Next::Ether(u16::from_be_bytes([hi, lo]))
                         }
                         Some(_) => return Err(Skip::NotIp),
                         None => return Err(Skip::LinkTruncated),
@@ -270,6 +273,7 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
             },
         }
     }
+    Err(Skip::TooDeep)
 }
 
 #[derive(Clone, Copy)]
@@ -280,42 +284,31 @@ enum Next {
     Ip,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(s) => u16::from_be_bytes([s[0], s[1]]),
-        None => 0,
-    }
-}
-
 fn link_payload(linktype: u32, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
     use linktype::*;
     match linktype {
         ETHERNET => Ok((Next::Ethernet, f)),
         RAW | RAW_OPENBSD | RAW_BSDOS | IPV4 | IPV6 => Ok((Next::Ip, f)),
         NULL | LOOP => {
-            let h = f.get(..4).ok_or(Skip::LinkTruncated)?;
+            let (&h, rest) = f.split_first_chunk::<4>().ok_or(Skip::LinkTruncated)?;
             // The address family is in the capturing host's byte order for NULL and
             // in network order for LOOP; accept either, as tcpdump does.
-            let le = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-            let be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+            let le = u32::from_le_bytes(h);
+            let be = u32::from_be_bytes(h);
             let fam = if le < 256 { le } else { be };
             match fam {
-                2 | 24 | 28 | 30 => Ok((Next::Ip, &f[4..])),
+                2 | 24 | 28 | 30 => Ok((Next::Ip, rest)),
                 _ => Err(Skip::NotIp),
             }
         }
-        LINUX_SLL => {
-            if f.len() < 16 {
-                return Err(Skip::LinkTruncated);
-            }
-            Ok((Next::Ether(be16(f, 14)), &f[16..]))
-        }
-        LINUX_SLL2 => {
-            if f.len() < 20 {
-                return Err(Skip::LinkTruncated);
-            }
-            Ok((Next::Ether(be16(f, 0)), &f[20..]))
-        }
+        LINUX_SLL => match f.split_first_chunk::<16>() {
+            Some((&[.., hi, lo], rest)) => Ok((Next::Ether(u16::from_be_bytes([hi, lo])), rest)),
+            None => Err(Skip::LinkTruncated),
+        },
+        LINUX_SLL2 => match f.split_first_chunk::<20>() {
+            Some((&[hi, lo, ..], rest)) => Ok((Next::Ether(u16::from_be_bytes([hi, lo])), rest)),
+            None => Err(Skip::LinkTruncated),
+        },
         PPP | PPP_HDLC => Ok((Next::Ppp, f)),
         PPP_ETHER => {
             // PPPoE session header (6 bytes) then PPP.
@@ -330,35 +323,36 @@ fn link_payload(linktype: u32, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
 /// NFLOG: a 4-byte header, then TLVs (length and type in host order, little-endian
 /// on every capture seen); type 9 holds the packet, starting at its IP header.
 fn nflog_payload(f: &[u8]) -> Result<&[u8], Skip> {
-    let mut at = 4usize;
-    if f.len() < at {
-        return Err(Skip::LinkTruncated);
-    }
-    while let Some(h) = f.get(at..at + 4) {
-        let len = usize::from(u16::from_le_bytes([h[0], h[1]]));
-        let ty = u16::from_le_bytes([h[2], h[3]]);
-        if len < 4 {
+    let mut tlvs = f.get(4..).ok_or(Skip::LinkTruncated)?;
+    while let Some((&[l0, l1, t0, t1], after)) = tlvs.split_first_chunk::<4>() {
+        let len = usize::from(u16::from_le_bytes([l0, l1]));
+        // The length counts the 4-byte TLV header.
+        let Some(value_len) = len.checked_sub(4) else {
             return Err(Skip::LinkTruncated);
+        };
+        if u16::from_le_bytes([t0, t1]) == 9 {
+            // A value cut by the capture is kept as far as it goes.
+            return Ok(after.get(..value_len).unwrap_or(after));
         }
-        if ty == 9 {
-            let end = (at + len).min(f.len());
-            return f.get(at + 4..end).ok_or(Skip::LinkTruncated);
+        // TLVs are padded to 4 bytes; one that runs past the frame ends the walk.
+        match len
+            .checked_next_multiple_of(4)
+            .and_then(|step| tlvs.get(step..))
+        {
+            Some(next) => tlvs = next,
+            None => break,
         }
-        at += (len + 3) & !3;
     }
     Err(Skip::NotIp)
 }
 
 fn ppp_payload(f: &[u8]) -> Result<(Next, &[u8]), Skip> {
-    let mut f = f;
     // HDLC-like framing: address 0xff, control 0x03.
-    if f.len() >= 2 && f[0] == 0xff && f[1] == 0x03 {
-        f = &f[2..];
-    }
+    let f = f.strip_prefix(&[0xff, 0x03]).unwrap_or(f);
     // Protocol field: one byte when compressed (odd), else two.
-    let (proto, rest) = match f.first() {
-        Some(&b) if b & 1 == 1 => (u16::from(b), &f[1..]),
-        Some(_) if f.len() >= 2 => (be16(f, 0), &f[2..]),
+    let (proto, rest) = match *f {
+        [b, ref rest @ ..] if b & 1 == 1 => (u16::from(b), rest),
+        [hi, lo, ref rest @ ..] => (u16::from_be_bytes([hi, lo]), rest),
         _ => return Err(Skip::LinkTruncated),
     };
     match proto {
@@ -370,26 +364,13 @@ fn ppp_payload(f: &[u8]) -> Result<(Next, &[u8]), Skip> {
 fn ether_payload(ethertype: u16, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
     match ethertype {
         ETH_IPV4 | ETH_IPV6 => Ok((Next::Ip, f)),
-        ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
-            if f.len() < 4 {
-                return Err(Skip::LinkTruncated);
-            }
-            Ok((Next::Ether(be16(f, 2)), &f[4..]))
-        }
+        ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => match f.split_first_chunk::<4>() {
+            Some((&[_, _, hi, lo], rest)) => Ok((Next::Ether(u16::from_be_bytes([hi, lo])), rest)),
+            None => Err(Skip::LinkTruncated),
+        },
         ETH_MPLS | ETH_MPLS_MC => {
             // Pop labels until bottom of stack, then guess the payload by its first nibble.
-            let mut at = 0usize;
-            loop {
-                let l = f.get(at..at + 4).ok_or(Skip::LinkTruncated)?;
-                at += 4;
-                if l[2] & 1 == 1 {
-                    break;
-                }
-                if at > 4 * MAX_NESTING {
-                    return Err(Skip::TooDeep);
-                }
-            }
-            let rest = &f[at..];
+            let rest = mpls_pop(f)?;
             match rest.first().map(|b| b >> 4) {
                 Some(4) | Some(6) => Ok((Next::Ip, rest)),
                 Some(_) => Ok((Next::Ethernet, rest)),
@@ -403,6 +384,20 @@ fn ether_payload(ethertype: u16, f: &[u8]) -> Result<(Next, &[u8]), Skip> {
         ETH_TEB => Ok((Next::Ethernet, f)),
         _ => Err(Skip::NotIp),
     }
+}
+
+/// The bytes after the bottom-of-stack MPLS label; more than [`MAX_NESTING`] labels
+/// above it are [`Skip::TooDeep`].
+fn mpls_pop(f: &[u8]) -> Result<&[u8], Skip> {
+    let mut rest = f;
+    for _ in 0..=MAX_NESTING {
+        let (&[_, _, s, _], after) = rest.split_first_chunk::<4>().ok_or(Skip::LinkTruncated)?;
+        if s & 1 == 1 {
+            return Ok(after);
+        }
+        rest = after;
+    }
+    Err(Skip::TooDeep)
 }
 
 enum IpStep<'a> {
@@ -436,7 +431,7 @@ fn ip_layer(f: &[u8]) -> Result<IpStep<'_>, Skip> {
     match payload.ip_number {
         IpNumber::TCP => {
             let t = TcpSlice::from_slice(data).map_err(|_| Skip::TransportMalformed)?;
-            let hl = data.len() - t.payload().len();
+            let hl = t.header_len();
             Ok(IpStep::Done(Decoded {
                 src,
                 dst,
@@ -533,22 +528,19 @@ fn ip_announced_payload(ip: &LaxIpSlice<'_>) -> Option<u32> {
 
 /// GRE (RFC 2784/2890): flags, protocol type, optional checksum, key and sequence.
 fn gre_payload(f: &[u8]) -> Result<(Next, &[u8]), Skip> {
-    if f.len() < 4 {
+    let Some((&[flags, version, hi, lo], mut rest)) = f.split_first_chunk::<4>() else {
         return Err(Skip::OtherProtocol);
-    }
-    let flags = f[0];
-    let version = f[1] & 0x07;
-    if version != 0 {
+    };
+    if version & 0x07 != 0 {
         return Err(Skip::OtherProtocol); // PPTP's enhanced GRE is not followed.
     }
-    let proto = be16(f, 2);
-    let mut at = 4usize;
+    let proto = u16::from_be_bytes([hi, lo]);
+    // Checksum (with reserved), key and sequence number: 4 bytes each when present.
     for bit in [0x80u8, 0x20, 0x10] {
         if flags & bit != 0 {
-            at += 4;
+            rest = rest.get(4..).ok_or(Skip::OtherProtocol)?;
         }
     }
-    let rest = f.get(at..).ok_or(Skip::OtherProtocol)?;
     match proto {
         ETH_IPV4 | ETH_IPV6 => Ok((Next::Ip, rest)),
         ETH_TEB => Ok((Next::Ethernet, rest)),
@@ -565,25 +557,26 @@ fn gtpu_payload(sport: u16, dport: u16, f: &[u8]) -> Option<&[u8]> {
     if flags >> 5 != 1 || f.get(1) != Some(&0xff) {
         return None; // not GTPv1 or not a T-PDU
     }
-    let mut at = 8usize;
-    if flags & 0x07 != 0 {
-        at = 12;
-        let mut next_ext = *f.get(11)?;
-        let mut hops = 0;
-        while next_ext != 0 {
-            hops += 1;
-            if hops > MAX_NESTING {
-                return None;
+    let inner = if flags & 0x07 == 0 {
+        f.get(8..)?
+    } else {
+        // Sequence number, N-PDU number and the first next-extension type.
+        let (&[.., mut next_ext], mut rest) = f.split_first_chunk::<12>()?;
+        for _ in 0..MAX_NESTING {
+            if next_ext == 0 {
+                break;
             }
-            let len = usize::from(*f.get(at)?) * 4;
-            if len == 0 {
-                return None;
-            }
-            next_ext = *f.get(at + len - 1)?;
-            at += len;
+            // Length in 4-byte units, its last byte the next extension's type.
+            let len = usize::from(*rest.first()?).checked_mul(4)?;
+            let (ext, after) = rest.split_at_checked(len)?;
+            next_ext = *ext.last()?; // a zero length has none
+            rest = after;
         }
-    }
-    let inner = f.get(at..)?;
+        if next_ext != 0 {
+            return None;
+        }
+        rest
+    };
     match inner.first().map(|b| b >> 4) {
         Some(4) | Some(6) => Some(inner),
         _ => None,
@@ -601,7 +594,8 @@ fn capwap_data_payload(sport: u16, dport: u16, f: &[u8]) -> Option<(Next, &[u8])
     if w >> 24 != 0 {
         return None; // version 0, type 0 (not DTLS)
     }
-    let hlen = ((w >> 19) & 0x1f) as usize * 4;
+    // HLEN (bits 19..24) counts 4-byte words: shifting by 17 instead of 19 scales it.
+    let hlen = ((w >> 17) & 0x7c) as usize;
     let wbid = (w >> 9) & 0x1f;
     let native = (w >> 8) & 1 == 1;
     let fragment = (w >> 7) & 1 == 1;
@@ -627,20 +621,19 @@ fn capwap_data_payload(sport: u16, dport: u16, f: &[u8]) -> Option<(Next, &[u8])
     if ftype != 2 || fc1 & 0x40 != 0 {
         return None; // not a data frame, or protected (encrypted)
     }
-    let mut at = 24usize;
+    let mut body = frame.get(24..)?;
     if fc1 & 0x03 == 0x03 {
-        at += 6; // four addresses
+        body = body.get(6..)?; // four addresses
     }
     if subtype & 0x08 != 0 {
-        at += 2; // QoS control
+        body = body.get(2..)?; // QoS control
         if fc1 & 0x80 != 0 {
-            at += 4; // HT control
+            body = body.get(4..)?; // HT control
         }
     }
-    match frame.get(at..at + 8)? {
-        [0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo] => {
-            let et = u16::from_be_bytes([*hi, *lo]);
-            Some((Next::Ether(et), frame.get(at + 8..)?))
+    match body.split_first_chunk::<8>()? {
+        (&[0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo], inner) => {
+            Some((Next::Ether(u16::from_be_bytes([hi, lo])), inner))
         }
         _ => None,
     }
@@ -648,9 +641,8 @@ fn capwap_data_payload(sport: u16, dport: u16, f: &[u8]) -> Option<(Next, &[u8])
 
 /// Destination-unreachable errors that quote a TCP or UDP packet.
 fn icmp_error(v6: bool, data: &[u8]) -> Result<IcmpError, Skip> {
-    let (ty, code) = match data.get(..2) {
-        Some(h) => (h[0], h[1]),
-        None => return Err(Skip::TransportMalformed),
+    let Some((&[ty, code], _)) = data.split_first_chunk::<2>() else {
+        return Err(Skip::TransportMalformed);
     };
     let unreachable = if v6 { ty == 1 } else { ty == 3 };
     if !unreachable {
@@ -664,7 +656,7 @@ fn icmp_error(v6: bool, data: &[u8]) -> Result<IcmpError, Skip> {
         IpNumber::UDP => Transport::Udp,
         _ => return Err(Skip::IcmpOther),
     };
-    let ports = p.payload.get(..4).ok_or(Skip::IcmpOther)?;
+    let &[s0, s1, d0, d1] = p.payload.first_chunk::<4>().ok_or(Skip::IcmpOther)?;
     Ok(IcmpError {
         v6,
         icmp_type: ty,
@@ -672,12 +664,19 @@ fn icmp_error(v6: bool, data: &[u8]) -> Result<IcmpError, Skip> {
         transport,
         quoted_src: ip.source_addr(),
         quoted_dst: ip.destination_addr(),
-        quoted_sport: u16::from_be_bytes([ports[0], ports[1]]),
-        quoted_dport: u16::from_be_bytes([ports[2], ports[3]]),
+        quoted_sport: u16::from_be_bytes([s0, s1]),
+        quoted_dport: u16::from_be_bytes([d0, d1]),
     })
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;

@@ -8,6 +8,17 @@
 //! guess: a buffer cut before the end of the `Host` line gives no name, because a cut
 //! value could be a wrong, shorter name.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use crate::dns::HostName;
 
 /// Bytes of the client's stream looked at.
@@ -36,8 +47,7 @@ pub fn host_from_request(payload: &[u8]) -> Option<HostName> {
     let (line, mut rest) = split_line(buf)?;
     let after_method = line.get(method.len()..)?;
     let sp = after_method.iter().position(|&b| b == b' ')?;
-    let target = after_method.get(..sp)?;
-    let version = after_method.get(sp + 1..)?;
+    let (target, version) = split_around(after_method, sp, 1)?;
     if !version.starts_with(b"HTTP/1.") || target.is_empty() {
         return None;
     }
@@ -63,19 +73,27 @@ pub fn host_from_request(payload: &[u8]) -> Option<HostName> {
 /// is within the buffer: the line may be cut.
 fn split_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     let lf = buf.iter().position(|&b| b == b'\n')?;
-    let line = buf.get(..lf)?;
+    let (line, rest) = split_around(buf, lf, 1)?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    Some((line, buf.get(lf + 1..)?))
+    Some((line, rest))
+}
+
+/// `s` split around the `sep_len` separator bytes at `at` (a position found in `s`):
+/// what comes before them and what comes after.
+fn split_around(s: &[u8], at: usize, sep_len: usize) -> Option<(&[u8], &[u8])> {
+    let (head, tail) = s.split_at_checked(at)?;
+    Some((head, tail.get(sep_len..)?))
 }
 
 /// The value of a header line if its name is `name` (ASCII case-insensitive), without
 /// surrounding spaces or tabs.
 fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let colon = line.iter().position(|&b| b == b':')?;
-    if !line.get(..colon)?.eq_ignore_ascii_case(name) {
+    let (line_name, value) = split_around(line, colon, 1)?;
+    if !line_name.eq_ignore_ascii_case(name) {
         return None;
     }
-    Some(trim(line.get(colon + 1..)?))
+    Some(trim(value))
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -97,11 +115,10 @@ fn trim(mut s: &[u8]) -> &[u8] {
 /// The authority of an `http://` or `https://` target (scheme case-insensitive).
 fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
     let sep = target.windows(3).position(|w| w == b"://")?;
-    let scheme = target.get(..sep)?;
+    let (scheme, rest) = split_around(target, sep, 3)?;
     if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
         return None;
     }
-    let rest = target.get(sep + 3..)?;
     let end = rest
         .iter()
         .position(|&b| matches!(b, b'/' | b'?' | b'#'))
@@ -112,7 +129,7 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
 /// The host of `[userinfo@]host[:port]`; IPv6 literals lose their brackets.
 fn host_of_authority(authority: &[u8]) -> Option<HostName> {
     let authority = match authority.iter().rposition(|&b| b == b'@') {
-        Some(at) => authority.get(at + 1..)?,
+        Some(at) => split_around(authority, at, 1)?.1,
         None => authority,
     };
     if let Some(inner) = authority.strip_prefix(b"[") {
@@ -120,20 +137,23 @@ fn host_of_authority(authority: &[u8]) -> Option<HostName> {
         return HostName::from_wire(inner.get(..close)?);
     }
     let host = match authority.iter().rposition(|&b| b == b':') {
-        Some(colon)
-            if authority
-                .get(colon + 1..)?
-                .iter()
-                .all(|b| b.is_ascii_digit()) =>
-        {
-            authority.get(..colon)?
-        }
-        _ => authority,
+        Some(colon) => match split_around(authority, colon, 1)? {
+            (host, port) if port.iter().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        },
+        None => authority,
     };
     HostName::from_wire(host)
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 
