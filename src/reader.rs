@@ -2,17 +2,31 @@
 //! the "modified" variant) and pcapng (several sections, interfaces and link types),
 //! read in large chunks and split into records without copying packets.
 //!
-//! This module owns chunking and record framing only; record and block syntax is
-//! parsed by the `pcap-parser` crate. It produces [`Chunk`]s: one buffer of file bytes
-//! and the records found in it, which the pipeline can hand whole to worker threads.
-//! It never decodes packet contents. A file that stops part-way yields the records
-//! before the damage and a [`Damage`] in libpcap's words, with the byte offset of the
-//! record that could not be read.
+//! This module owns chunking and record framing only. Headers, record headers and
+//! blocks are framed by libpcap's rules (`sf-pcap.c`, `sf-pcapng.c` of libpcap 1.10):
+//! the same length checks in the same order, the same messages, so a damaged file
+//! stops after the same packet with the same reason whichever reader reads it. Where
+//! libpcap refuses a valid file for a limitation of its API (pcapng interfaces with
+//! different link types or snapshot lengths, sections with another byte order), this
+//! reader reads on. It produces [`Chunk`]s: one buffer of file bytes and the records
+//! found in it, which the pipeline can hand whole to worker threads. It never decodes
+//! packet contents. A file that stops part-way yields the records before the damage
+//! and a [`Damage`] in libpcap's words, with the byte offset where libpcap's read of
+//! the next packet began (the end of the last packet read).
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 use crate::capture::{Damage, OpenError};
 use crate::model::Nanos;
-use pcap_parser::pcapng::Block;
-use pcap_parser::{PcapError, PcapHeader};
 use std::io::Read;
 
 /// Bytes read from the file per chunk (a record larger than this grows the chunk).
@@ -81,6 +95,8 @@ pub enum Fill {
 #[derive(Clone, Copy, Debug)]
 struct Interface {
     linktype: u32,
+    /// The snapshot length as libpcap adjusts it ([`adjust_snaplen`]).
+    snaplen: u32,
     /// Units per second of the timestamps.
     resolution: u64,
     offset_s: i64,
@@ -105,6 +121,61 @@ fn max_snaplen(linktype: u32) -> u32 {
     }
 }
 
+/// The snapshot length libpcap uses for a header's: read as a C `int`, zero or
+/// negative means the link type's maximum; any positive value is kept as written.
+fn adjust_snaplen(linktype: u32, snaplen: u32) -> u32 {
+    match i32::try_from(snaplen) {
+        Ok(s) if s > 0 => snaplen,
+        _ => max_snaplen(linktype),
+    }
+}
+
+/// pcapng block types and constants (`sf-pcapng.c`).
+const BT_SHB: u32 = 0x0A0D_0D0A;
+const BT_IDB: u32 = 1;
+const BT_PB: u32 = 2;
+const BT_SPB: u32 = 3;
+const BT_EPB: u32 = 6;
+const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+/// Largest first section header block libpcap accepts.
+const SHB_INSANE_MAX: u32 = 1024 * 1024;
+/// libpcap's limit on a block's length until an interface raises it.
+const INITIAL_MAX_BLOCKSIZE: u32 = 16 * 1024 * 1024;
+
+/// libpcap's block length limit once an interface of `linktype` is known: an EPB
+/// with a packet of the link type's largest snapshot length and 128 KiB of options.
+fn max_blocksize(linktype: u32) -> u32 {
+    INITIAL_MAX_BLOCKSIZE.max(max_snaplen(linktype).saturating_add(8 + 20 + 131_072 + 4))
+}
+
+/// The 16 bits at `at` of `b` in the given byte order.
+#[inline]
+fn u16_at(b: &[u8], at: usize, big_endian: bool) -> Option<u16> {
+    let w: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u16::from_be_bytes(w)
+    } else {
+        u16::from_le_bytes(w)
+    })
+}
+
+/// The 32 bits at `at` of `b` in the given byte order.
+#[inline]
+fn u32_at(b: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let w: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    })
+}
+
+/// A 64-bit timestamp from its high and low words.
+#[inline]
+fn join64(high: u32, low: u32) -> u64 {
+    u64::from(high).wrapping_shl(32) | u64::from(low)
+}
+
 #[derive(Debug)]
 enum Format {
     Pcap {
@@ -112,13 +183,16 @@ enum Format {
         nano: bool,
         modified: bool,
         linktype: u32,
-        /// The snapshot length as libpcap adjusts it (0 or too large: the maximum).
+        /// The snapshot length as libpcap adjusts it ([`adjust_snaplen`]).
         snaplen: u32,
         lengths: Lengths,
     },
     PcapNg {
         big_endian: bool,
+        /// Interfaces of the current section.
         interfaces: Vec<Interface>,
+        /// Longest block accepted ([`max_blocksize`]).
+        max_block: u32,
     },
 }
 
@@ -131,6 +205,10 @@ pub struct FileReader {
     carry: Vec<u8>,
     /// File offset of `carry[0]`.
     carry_offset: u64,
+    /// File offset where libpcap would start reading the next packet: the end of the
+    /// last packet record or block (of the file header, or of the first interface
+    /// description block, before any). Damage is reported at this offset.
+    resume: u64,
     eof: bool,
     frames: u64,
     file_index: u32,
@@ -139,11 +217,14 @@ pub struct FileReader {
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+    let mut n = 0usize;
+    while let Some(rest) = buf.get_mut(n..) {
+        if rest.is_empty() {
+            break;
+        }
+        match r.read(rest) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => n = n.saturating_add(k),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -151,14 +232,211 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// One pcapng block as libpcap's `read_block` frames it.
+enum NgBlock<'a> {
+    /// The input ends cleanly before the block.
+    End,
+    /// This many bytes from the block's start are needed to go on (more may come).
+    Need(usize),
+    /// A well-framed block: its type, total length, byte order and body (the bytes
+    /// between the 8-byte header and the 4-byte trailer).
+    Block {
+        ty: u32,
+        len: usize,
+        big_endian: bool,
+        body: &'a [u8],
+    },
+    /// libpcap's reason for refusing the block.
+    Bad(String),
+}
+
+/// Frame the block at the start of `rest` with libpcap's checks, in its order: the
+/// header, the length (at least 12, a multiple of 4, at most `max_block`), the whole
+/// block, the trailer. `eof`: no more bytes will follow `rest`.
+fn ng_block(rest: &[u8], big_endian: bool, max_block: u32, eof: bool) -> NgBlock<'_> {
+    let have = rest.len();
+    let Some(head) = rest.first_chunk::<8>() else {
+        return match (have, eof) {
+            (0, true) => NgBlock::End,
+            (_, false) => NgBlock::Need(8),
+            (_, true) => NgBlock::Bad(format!(
+                "truncated pcapng dump file; tried to read 8 bytes, only got {have}"
+            )),
+        };
+    };
+    let mut be = big_endian;
+    if u32_at(head, 0, be) == Some(BT_SHB) {
+        // A new section may change the byte order; its byte-order magic says which.
+        match u32_at(rest, 8, false) {
+            Some(BYTE_ORDER_MAGIC) => be = false,
+            Some(m) if m.swap_bytes() == BYTE_ORDER_MAGIC => be = true,
+            Some(_) => {}
+            None if !eof => return NgBlock::Need(12),
+            None => {}
+        }
+    }
+    let (Some(ty), Some(len)) = (u32_at(head, 0, be), u32_at(head, 4, be)) else {
+        return NgBlock::Need(8);
+    };
+    if len < 12 {
+        return NgBlock::Bad(format!(
+            "block in pcapng dump file has a length of {len} < 12"
+        ));
+    }
+    if len & 3 != 0 {
+        return NgBlock::Bad(format!(
+            "block in pcapng dump file has a length of {len} that is not a multiple of 4"
+        ));
+    }
+    if len > max_block {
+        return NgBlock::Bad(format!("pcapng block size {len} > maximum {max_block}"));
+    }
+    let total = len as usize;
+    let Some(block) = rest.get(..total) else {
+        if !eof {
+            return NgBlock::Need(total);
+        }
+        return NgBlock::Bad(format!(
+            "truncated pcapng dump file; tried to read {} bytes, only got {}",
+            total.saturating_sub(8),
+            have.saturating_sub(8)
+        ));
+    };
+    if u32_at(block, total.saturating_sub(4), be) != Some(len) {
+        return NgBlock::Bad("block total length in header and trailer don't match".into());
+    }
+    NgBlock::Block {
+        ty,
+        len: total,
+        big_endian: be,
+        body: block.get(8..total.saturating_sub(4)).unwrap_or_default(),
+    }
+}
+
+/// libpcap's message for a block whose body is shorter than its contents need.
+fn too_short(ty: u32) -> String {
+    format!("block of type {ty} in pcapng dump file is too short")
+}
+
+/// An interface description block's body, with libpcap's checks of its options
+/// (`add_interface`, `process_idb_options`).
+fn parse_idb(body: &[u8], be: bool) -> Result<Interface, String> {
+    let Some((fixed, mut opts)) = body.split_first_chunk::<8>() else {
+        return Err(too_short(BT_IDB));
+    };
+    let linktype = u32::from(u16_at(fixed, 0, be).unwrap_or_default());
+    let snaplen = u32_at(fixed, 4, be).unwrap_or_default();
+    let mut resolution: Option<u64> = None;
+    let mut offset_s: Option<i64> = None;
+    while !opts.is_empty() {
+        let Some((oh, rest)) = opts.split_first_chunk::<4>() else {
+            return Err(too_short(BT_IDB));
+        };
+        let code = u16_at(oh, 0, be).unwrap_or_default();
+        let olen = u16_at(oh, 2, be).unwrap_or_default();
+        let padded = usize::from(olen).saturating_add(3) & !3;
+        let (Some(value), Some(next)) = (rest.get(..padded), rest.get(padded..)) else {
+            return Err(too_short(BT_IDB));
+        };
+        opts = next;
+        match code {
+            // opt_endofopt
+            0 => {
+                if olen != 0 {
+                    return Err(format!(
+                        "Interface Description Block has opt_endofopt option with length {olen} != 0"
+                    ));
+                }
+                break;
+            }
+            // if_tsresol
+            9 => {
+                if olen != 1 {
+                    return Err(format!(
+                        "Interface Description Block has if_tsresol option with length {olen} != 1"
+                    ));
+                }
+                if resolution.is_some() {
+                    return Err(
+                        "Interface Description Block has more than one if_tsresol option".into(),
+                    );
+                }
+                let v = value.first().copied().unwrap_or_default();
+                let exp = u32::from(v & 0x7f);
+                resolution = if v & 0x80 != 0 {
+                    match 1u64.checked_shl(exp).filter(|_| exp <= 63) {
+                        Some(r) => Some(r),
+                        None => {
+                            return Err(format!(
+                                "Interface Description Block if_tsresol option resolution 2^-{exp} is too high"
+                            ))
+                        }
+                    }
+                } else {
+                    match 10u64.checked_pow(u32::from(v)).filter(|_| v <= 19) {
+                        Some(r) => Some(r),
+                        None => {
+                            return Err(format!(
+                                "Interface Description Block if_tsresol option resolution 10^-{v} is too high"
+                            ))
+                        }
+                    }
+                };
+            }
+            // if_tsoffset
+            14 => {
+                if olen != 8 {
+                    return Err(format!(
+                        "Interface Description Block has if_tsoffset option with length {olen} != 8"
+                    ));
+                }
+                if offset_s.is_some() {
+                    return Err(
+                        "Interface Description Block has more than one if_tsoffset option".into(),
+                    );
+                }
+                let w: [u8; 8] = value
+                    .get(..8)
+                    .and_then(|v| v.try_into().ok())
+                    .unwrap_or_default();
+                offset_s = Some(if be {
+                    i64::from_be_bytes(w)
+                } else {
+                    i64::from_le_bytes(w)
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Interface {
+        linktype,
+        snaplen: adjust_snaplen(linktype, snaplen),
+        resolution: resolution.unwrap_or(1_000_000),
+        offset_s: offset_s.unwrap_or(0),
+    })
+}
+
+/// (captured length, wire length) of the pcap record header `h`, as libpcap reads them.
+#[inline]
+fn pcap_lengths(h: &[u8; 16], big_endian: bool, lengths: Lengths) -> (u32, u32) {
+    let caplen = u32_at(h, 8, big_endian).unwrap_or_default();
+    let len = u32_at(h, 12, big_endian).unwrap_or_default();
+    match lengths {
+        Lengths::Swapped => (len, caplen),
+        Lengths::MaybeSwapped if caplen > len => (len, caplen),
+        _ => (caplen, len),
+    }
+}
+
 impl FileReader {
-    /// Open `path` (`-` for standard input) and read its file header.
+    /// Open `path` (`-` for standard input) and read its file header (pcapng: up to
+    /// and including the first interface description block, as libpcap does).
     pub fn open(path: &str, file_index: u32) -> Result<FileReader, OpenError> {
         let err = |reason: String| OpenError {
             file: path.to_string(),
             reason,
         };
-        let mut input: Box<dyn Read + Send> = if path == "-" {
+        let input: Box<dyn Read + Send> = if path == "-" {
             Box::new(std::io::stdin())
         } else {
             match std::fs::metadata(path) {
@@ -170,112 +448,161 @@ impl FileReader {
             }
             Box::new(std::fs::File::open(path).map_err(|e| err(crate::capture::io_reason(&e)))?)
         };
-        let mut head = vec![0u8; 24];
-        let n = read_full(&mut *input, &mut head).map_err(|e| err(e.to_string()))?;
-        head.truncate(n);
-        if n == 0 {
-            return Err(err("empty file (0 bytes), not a capture".into()));
-        }
-        if n < 4 {
-            return Err(err(format!(
-                "truncated dump file; tried to read 4 file header bytes, only got {n}"
-            )));
-        }
-        let magic = [head[0], head[1], head[2], head[3]];
         let mut reader = FileReader {
             name: path.to_string(),
             input,
             format: Format::PcapNg {
                 big_endian: false,
                 interfaces: Vec::new(),
+                max_block: INITIAL_MAX_BLOCKSIZE,
             },
             carry: Vec::new(),
             carry_offset: 0,
+            resume: 0,
             eof: false,
             frames: 0,
             file_index,
             first_linktype: None,
         };
+        let mut head = [0u8; 24];
+        let n = read_full(&mut *reader.input, &mut head).map_err(|e| err(e.to_string()))?;
+        if n == 0 {
+            return Err(err("empty file (0 bytes), not a capture".into()));
+        }
+        let Some(&magic) = head.first_chunk::<4>().filter(|_| n >= 4) else {
+            return Err(err(format!(
+                "truncated dump file; tried to read 4 file header bytes, only got {n}"
+            )));
+        };
         if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-            // pcapng: the section header block is parsed as a block like the others.
-            reader.carry = head;
-            reader.carry_offset = 0;
-            // Validate the first section header now, so a non-capture fails at open.
             reader
-                .fill_carry(64 * 1024)
-                .map_err(|e| err(e.to_string()))?;
-            match pcap_parser::pcapng::parse_sectionheaderblock(&reader.carry) {
-                Ok((_, shb)) => {
-                    reader.format = Format::PcapNg {
-                        big_endian: shb.big_endian(),
-                        interfaces: Vec::new(),
-                    };
-                }
-                Err(nom::Err::Incomplete(_)) => {
-                    return Err(err(format!(
-                        "truncated pcapng dump file; tried to read a section header block, only got {} bytes",
-                        reader.carry.len()
-                    )))
-                }
-                Err(_) => return Err(err("bad pcapng section header block".into())),
-            }
-            // Learn the first interface's link type for the report, without consuming.
-            reader.first_linktype = first_idb_linktype(&reader.carry);
+                .carry
+                .extend_from_slice(head.get(..n).unwrap_or_default());
+            reader.open_pcapng().map_err(err)?;
             return Ok(reader);
         }
-        let known = matches!(
-            magic,
-            [0xd4, 0xc3, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0xc3, 0xd4]
-                | [0x4d, 0x3c, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0x3c, 0x4d]
-                | [0x34, 0xcd, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0xcd, 0x34]
-        );
-        if !known {
-            return Err(err(
-                "unknown file format (not a pcap or pcapng capture)".into()
-            ));
-        }
+        let (big_endian, nano, modified) = match magic {
+            [0xd4, 0xc3, 0xb2, 0xa1] => (false, false, false),
+            [0xa1, 0xb2, 0xc3, 0xd4] => (true, false, false),
+            [0x4d, 0x3c, 0xb2, 0xa1] => (false, true, false),
+            [0xa1, 0xb2, 0x3c, 0x4d] => (true, true, false),
+            [0x34, 0xcd, 0xb2, 0xa1] => (false, false, true),
+            [0xa1, 0xb2, 0xcd, 0x34] => (true, false, true),
+            _ => return Err(err("unknown file format".into())),
+        };
         if n < 24 {
+            // libpcap reads the magic number, then the rest of the header.
             return Err(err(format!(
-                "truncated dump file; tried to read 24 file header bytes, only got {n}"
+                "truncated dump file; tried to read 24 file header bytes, only got {}",
+                n.saturating_sub(4)
             )));
         }
-        let hdr: PcapHeader = match pcap_parser::pcap::parse_pcap_header(&head) {
-            Ok((_, h)) => h,
-            Err(_) => return Err(err("bad pcap file header".into())),
-        };
-        if hdr.version_major < 2 {
+        let field16 = |at| u16_at(&head, at, big_endian).unwrap_or_default();
+        let field32 = |at| u32_at(&head, at, big_endian).unwrap_or_default();
+        let (major, minor) = (field16(4), field16(6));
+        if major < 2 {
+            return Err(err("archaic pcap savefile format".into()));
+        }
+        if !((major == 2 && minor <= 4) || (major == 543 && minor == 0)) {
             return Err(err(format!(
-                "archaic pcap savefile format {}.{}",
-                hdr.version_major, hdr.version_minor
+                "unsupported pcap savefile version {major}.{minor}"
             )));
         }
         // The upper bits carry the FCS length (LT_LINKTYPE / LT_FCS_LENGTH).
-        let linktype = (hdr.network.0 as u32) & 0x03ff_ffff;
-        let max = max_snaplen(linktype);
-        let snaplen = if hdr.snaplen == 0 || hdr.snaplen > max {
-            max
-        } else {
-            hdr.snaplen
-        };
-        let lengths = match (hdr.version_major, hdr.version_minor) {
+        let linktype = field32(20) & 0x03ff_ffff;
+        let lengths = match (major, minor) {
             (2, m) if m < 3 => Lengths::Swapped,
             (2, 3) => Lengths::MaybeSwapped,
+            (543, _) => Lengths::Swapped,
             _ => Lengths::AsWritten,
         };
         reader.format = Format::Pcap {
-            big_endian: hdr.is_bigendian(),
-            nano: hdr.is_nanosecond_precision(),
-            modified: hdr.is_modified_format(),
+            big_endian,
+            nano,
+            modified,
             linktype,
-            snaplen,
+            snaplen: adjust_snaplen(linktype, field32(16)),
             lengths,
         };
         reader.first_linktype = Some(linktype);
         reader.carry_offset = 24;
+        reader.resume = 24;
         Ok(reader)
+    }
+
+    /// libpcap's `pcap_ng_check_header`: the first section header block, then the
+    /// blocks up to and including the first interface description block. `carry`
+    /// holds the file's first bytes; on success it holds the bytes after that block.
+    fn open_pcapng(&mut self) -> Result<(), String> {
+        let io = |e: std::io::Error| e.to_string();
+        self.fill_carry(12).map_err(io)?;
+        let Some(h) = self.carry.first_chunk::<12>() else {
+            return Err("unknown file format".into());
+        };
+        let big_endian = match u32_at(h, 8, false) {
+            Some(BYTE_ORDER_MAGIC) => false,
+            Some(m) if m.swap_bytes() == BYTE_ORDER_MAGIC => true,
+            _ => return Err("unknown file format".into()),
+        };
+        let shb_len = u32_at(h, 4, big_endian).unwrap_or_default();
+        if !(28..=SHB_INSANE_MAX).contains(&shb_len) {
+            return Err(format!(
+                "Section Header Block in pcapng dump file has invalid length 28 < _{shb_len}_ < {SHB_INSANE_MAX} (BT_SHB_INSANE_MAX)"
+            ));
+        }
+        let shb_len = shb_len as usize;
+        self.fill_carry(shb_len).map_err(io)?;
+        let Some(shb) = self.carry.get(..shb_len) else {
+            return Err(format!(
+                "truncated pcapng dump file; tried to read {} bytes, only got {}",
+                shb_len.saturating_sub(12),
+                self.carry.len().saturating_sub(12)
+            ));
+        };
+        let major = u16_at(shb, 12, big_endian).unwrap_or_default();
+        let minor = u16_at(shb, 14, big_endian).unwrap_or_default();
+        if !(major == 1 && (minor == 0 || minor == 2)) {
+            return Err(format!(
+                "unsupported pcapng savefile version {major}.{minor}"
+            ));
+        }
+        // Look for the first interface description block (other blocks are skipped).
+        let mut at = shb_len;
+        let (iface, end) = loop {
+            let rest = self.carry.get(at..).unwrap_or_default();
+            let step = match ng_block(rest, big_endian, INITIAL_MAX_BLOCKSIZE, self.eof) {
+                NgBlock::End => {
+                    return Err("the capture file has no Interface Description Blocks".into())
+                }
+                NgBlock::Bad(r) => return Err(r),
+                NgBlock::Need(w) => Err(at.saturating_add(w)),
+                NgBlock::Block { ty, len, body, .. } => match ty {
+                    BT_IDB => Ok(Some((parse_idb(body, big_endian)?, at.saturating_add(len)))),
+                    BT_EPB | BT_SPB | BT_PB => {
+                        return Err("the capture file has a packet block before any Interface Description Blocks".into())
+                    }
+                    _ => {
+                        at = at.saturating_add(len);
+                        Ok(None)
+                    }
+                },
+            };
+            match step {
+                Ok(Some(found)) => break found,
+                Ok(None) => {}
+                Err(want) => self.fill_carry(want).map_err(io)?,
+            }
+        };
+        self.format = Format::PcapNg {
+            big_endian,
+            interfaces: vec![iface],
+            max_block: max_blocksize(iface.linktype),
+        };
+        self.first_linktype = Some(iface.linktype);
+        self.carry.drain(..end.min(self.carry.len()));
+        self.carry_offset = end as u64;
+        self.resume = end as u64;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -296,10 +623,20 @@ impl FileReader {
     fn fill_carry(&mut self, want: usize) -> std::io::Result<()> {
         while self.carry.len() < want && !self.eof {
             let old = self.carry.len();
-            let grow = (want - old).max(CHUNK_BYTES);
-            self.carry.resize(old + grow, 0);
-            let n = read_full(&mut *self.input, &mut self.carry[old..])?;
-            self.carry.truncate(old + n);
+            let grow = want.saturating_sub(old).max(CHUNK_BYTES);
+            self.carry.resize(old.saturating_add(grow), 0);
+            let got = read_full(
+                &mut *self.input,
+                self.carry.get_mut(old..).unwrap_or_default(),
+            );
+            let n = match got {
+                Ok(n) => n,
+                Err(e) => {
+                    self.carry.truncate(old);
+                    return Err(e);
+                }
+            };
+            self.carry.truncate(old.saturating_add(n));
             if n < grow {
                 self.eof = true;
             }
@@ -317,186 +654,128 @@ impl FileReader {
         let base = self.carry_offset;
         if chunk.data.len() < CHUNK_BYTES && !self.eof {
             // Read into the spare capacity (no zero-filling of the buffer first).
-            let want = (CHUNK_BYTES - chunk.data.len()) as u64;
-            chunk.data.reserve(want as usize);
-            match (&mut self.input).take(want).read_to_end(&mut chunk.data) {
+            let want = CHUNK_BYTES.saturating_sub(chunk.data.len());
+            chunk.data.reserve(want);
+            match (&mut self.input)
+                .take(want as u64)
+                .read_to_end(&mut chunk.data)
+            {
                 Ok(n) => {
-                    if (n as u64) < want {
+                    if n < want {
                         self.eof = true;
                     }
                 }
-                Err(e) => {
-                    return Fill::Damaged(self.damage(base, format!("read error: {e}")));
-                }
+                Err(e) => return Fill::Damaged(self.damage(format!("read error: {e}"))),
             }
         }
+        // At the end of the input the framers report whatever they cannot frame.
         let (consumed, stop) = match self.format {
-            Format::Pcap { .. } => self.frame_pcap(chunk, base),
+            Format::Pcap { .. } => self.frame_pcap(chunk),
             Format::PcapNg { .. } => self.frame_pcapng(chunk, base),
         };
-        // Bytes after the last complete record wait for the next chunk.
-        let rest = chunk.data.get(consumed..).unwrap_or(&[]);
-        self.carry.extend_from_slice(rest);
-        self.carry_offset = base + consumed as u64;
         if let Some(d) = stop {
             return Fill::Damaged(d);
         }
-        if self.eof && self.carry.is_empty() {
-            return Fill::End;
-        }
-        if self.eof && !chunk.records.is_empty() {
-            // Let the caller process these records, then report the cut record.
-            return Fill::More;
-        }
+        // Bytes after the last complete record wait for the next chunk.
+        let rest = chunk.data.get(consumed..).unwrap_or_default();
+        self.carry.extend_from_slice(rest);
+        self.carry_offset = base.saturating_add(consumed as u64);
         if self.eof {
-            let have = self.carry.len();
-            let reason = match self.format {
-                Format::Pcap { modified, .. } => {
-                    let hl = if modified { 24 } else { 16 };
-                    if have < hl {
-                        format!(
-                            "truncated dump file; tried to read {hl} header bytes, only got {have}"
-                        )
-                    } else {
-                        let (caplen, _) = self.pcap_lengths(&self.carry).unwrap_or((0, 0));
-                        let want = caplen.min(self.pcap_snaplen());
-                        format!(
-                            "truncated dump file; tried to read {} captured bytes, only got {}",
-                            want,
-                            have - hl
-                        )
-                    }
-                }
-                Format::PcapNg { big_endian, .. } => {
-                    let need = if have >= 8 {
-                        let b = [self.carry[4], self.carry[5], self.carry[6], self.carry[7]];
-                        if big_endian {
-                            u32::from_be_bytes(b)
-                        } else {
-                            u32::from_le_bytes(b)
-                        }
-                    } else {
-                        8
-                    };
-                    format!(
-                        "truncated pcapng dump file; tried to read {need} bytes, only got {have}"
-                    )
-                }
-            };
-            let d = self.damage(self.carry_offset, reason);
+            if self.carry.is_empty() {
+                return Fill::End;
+            }
+            // Not reached: at the end of the input every byte is framed or reported.
             self.carry.clear();
-            return Fill::Damaged(d);
+            return Fill::Damaged(self.damage("truncated dump file".into()));
         }
         if chunk.records.is_empty() && consumed == 0 {
             // One record larger than a chunk: read more before framing again.
-            let want = chunk.data.len() + CHUNK_BYTES;
+            let want = chunk.data.len().saturating_add(CHUNK_BYTES);
             std::mem::swap(&mut chunk.data, &mut self.carry);
             if let Err(e) = self.fill_carry(want) {
-                return Fill::Damaged(self.damage(base, format!("read error: {e}")));
+                return Fill::Damaged(self.damage(format!("read error: {e}")));
             }
         }
         Fill::More
     }
 
-    fn damage(&self, offset: u64, reason: String) -> Damage {
+    /// Reading stopped for `reason`, where libpcap's next read would have begun.
+    fn damage(&self, reason: String) -> Damage {
         Damage {
             file: self.name.clone(),
-            offset: Some(offset),
+            offset: Some(self.resume),
             packets_read: self.frames,
             reason,
         }
     }
 
-    /// (captured length, wire length) of the record header `b`, as libpcap reads them.
-    fn pcap_lengths(&self, b: &[u8]) -> Option<(u32, u32)> {
-        let Format::Pcap {
-            big_endian,
-            lengths,
-            ..
-        } = self.format
-        else {
-            return None;
-        };
-        let word = |at: usize| -> Option<u32> {
-            let f = b.get(at..at + 4)?;
-            let a = [f[0], f[1], f[2], f[3]];
-            Some(if big_endian {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            })
-        };
-        let (caplen, len) = (word(8)?, word(12)?);
-        Some(match lengths {
-            Lengths::Swapped => (len, caplen),
-            Lengths::MaybeSwapped if caplen > len => (len, caplen),
-            _ => (caplen, len),
-        })
-    }
-
-    fn pcap_snaplen(&self) -> u32 {
-        match self.format {
-            Format::Pcap { snaplen, .. } => snaplen,
-            _ => MAX_RECORD,
-        }
-    }
-
     /// Frame pcap records in `chunk.data`; returns bytes consumed and damage, if any.
     /// Lengths are judged as libpcap judges them (`sf-pcap.c`), with its messages.
-    fn frame_pcap(&mut self, chunk: &mut Chunk, base: u64) -> (usize, Option<Damage>) {
+    fn frame_pcap(&mut self, chunk: &mut Chunk) -> (usize, Option<Damage>) {
         let Format::Pcap {
+            big_endian,
             nano,
             modified,
             linktype,
             snaplen,
-            ..
+            lengths,
         } = self.format
         else {
             return (0, None);
         };
-        let hl = if modified { 24 } else { 16 };
+        let hl: usize = if modified { 24 } else { 16 };
         let max = max_snaplen(linktype);
+        let eof = self.eof;
         let data = &chunk.data;
         let mut at = 0usize;
-        while let Some(h) = data.get(at..at + hl) {
-            let (caplen, len) = self.pcap_lengths(h).unwrap_or((0, 0));
+        let mut stop = None;
+        loop {
+            let rest = data.get(at..).unwrap_or_default();
+            let Some(h) = rest.first_chunk::<16>().filter(|_| rest.len() >= hl) else {
+                if eof && !rest.is_empty() {
+                    stop = Some(format!(
+                        "truncated dump file; tried to read {hl} header bytes, only got {}",
+                        rest.len()
+                    ));
+                }
+                break;
+            };
+            let (caplen, len) = pcap_lengths(h, big_endian, lengths);
             if caplen > max {
-                let reason = if caplen <= snaplen {
-                    format!("invalid packet capture length {caplen}, bigger than maximum of {max}")
-                } else {
+                stop = Some(if caplen > snaplen {
                     format!(
                         "invalid packet capture length {caplen}, bigger than snaplen of {snaplen}"
                     )
-                };
-                return (at, Some(self.damage(base + at as u64, reason)));
+                } else {
+                    format!("invalid packet capture length {caplen}, bigger than maximum of {max}")
+                });
+                break;
             }
             // Longer than the file's snapshot length: libpcap keeps the first
             // `snaplen` bytes and skips the rest.
             let keep = caplen.min(snaplen);
-            let end = at + hl + caplen as usize;
-            if end > data.len() {
+            let end = hl.saturating_add(caplen as usize);
+            if rest.len() < end {
+                if eof {
+                    // libpcap reads the kept bytes, then skips the rest of the record.
+                    let got = rest.len().saturating_sub(hl);
+                    let want = if got < keep as usize { keep } else { caplen };
+                    stop = Some(format!(
+                        "truncated dump file; tried to read {want} captured bytes, only got {got}"
+                    ));
+                }
                 break;
             }
-            let (ts_sec, ts_frac) = match self.format {
-                Format::Pcap {
-                    big_endian: true, ..
-                } => (
-                    u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
-                    u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-                ),
-                _ => (
-                    u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
-                    u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
-                ),
-            };
+            let ts_sec = u32_at(h, 0, big_endian).unwrap_or_default();
+            let ts_frac = u32_at(h, 4, big_endian).unwrap_or_default();
             let frac_ns = if nano {
                 i64::from(ts_frac)
             } else {
-                i64::from(ts_frac) * 1000
+                i64::from(ts_frac).saturating_mul(1000)
             };
-            self.frames += 1;
+            self.frames = self.frames.saturating_add(1);
             chunk.records.push(Record {
-                off: (at + hl) as u32,
+                off: at.saturating_add(hl) as u32,
                 caplen: keep,
                 wire_len: len,
                 linktype,
@@ -506,132 +785,409 @@ impl FileReader {
                 frame: self.frames,
                 shard: Record::UNSHARDED,
             });
-            at = end;
+            at = at.saturating_add(end);
+            self.resume = self.resume.saturating_add(end as u64);
         }
-        (at, None)
+        (at, stop.map(|r| self.damage(r)))
     }
 
+    /// Frame pcapng blocks in `chunk.data` (which starts at file offset `base`);
+    /// returns bytes consumed and damage, if any. Blocks are framed by [`ng_block`] and
+    /// their contents judged as `pcap_ng_next_packet` judges them, with its messages.
     fn frame_pcapng(&mut self, chunk: &mut Chunk, base: u64) -> (usize, Option<Damage>) {
+        let eof = self.eof;
+        let Format::PcapNg {
+            big_endian,
+            interfaces,
+            max_block,
+        } = &mut self.format
+        else {
+            return (0, None);
+        };
         let data = &chunk.data;
         let mut at = 0usize;
+        let mut stop: Option<String> = None;
         loop {
-            let Format::PcapNg {
-                big_endian,
-                ref mut interfaces,
-            } = self.format
-            else {
-                return (at, None);
+            let rest = data.get(at..).unwrap_or_default();
+            let (ty, len, be, body) = match ng_block(rest, *big_endian, *max_block, eof) {
+                NgBlock::End | NgBlock::Need(_) => break,
+                NgBlock::Bad(r) => {
+                    stop = Some(r);
+                    break;
+                }
+                NgBlock::Block {
+                    ty,
+                    len,
+                    big_endian,
+                    body,
+                } => (ty, len, big_endian, body),
             };
-            let rest = match data.get(at..) {
-                Some(r) if r.len() >= 12 => r,
-                _ => break,
-            };
-            // A section header may switch the byte order.
-            let is_shb = rest[..4] == [0x0a, 0x0d, 0x0d, 0x0a];
-            let parsed = if is_shb {
-                pcap_parser::pcapng::parse_sectionheaderblock(rest)
-                    .map(|(r, b)| (r, Block::SectionHeader(b)))
-            } else if big_endian {
-                pcap_parser::pcapng::parse_block_be(rest)
-            } else {
-                pcap_parser::pcapng::parse_block_le(rest)
-            };
-            let (remaining, block) = match parsed {
-                Ok(x) => x,
-                Err(nom::Err::Incomplete(_)) => break,
-                Err(e) => {
-                    let reason = match e {
-                        nom::Err::Error(PcapError::HeaderNotRecognized) => {
-                            "unknown pcapng block".to_string()
+            let word = |i: usize| u32_at(body, i, be).unwrap_or_default();
+            // Packet blocks: (interface, captured length, wire length, timestamp units,
+            // offset of the packet bytes in the body).
+            let packet = match ty {
+                BT_EPB if body.len() >= 20 => Some((
+                    word(0),
+                    word(12),
+                    word(16),
+                    join64(word(4), word(8)),
+                    20usize,
+                )),
+                BT_PB if body.len() >= 20 => {
+                    let if_id = u16_at(body, 0, be).unwrap_or_default();
+                    Some((
+                        u32::from(if_id),
+                        word(12),
+                        word(16),
+                        join64(word(4), word(8)),
+                        20,
+                    ))
+                }
+                BT_SPB if body.len() >= 4 => {
+                    // No captured length: the wire length cut to the snapshot length.
+                    let wire = word(0);
+                    let snap = interfaces.first().map_or(MAX_RECORD, |i| i.snaplen);
+                    Some((0, wire.min(snap), wire, 0, 4))
+                }
+                BT_EPB | BT_PB | BT_SPB => {
+                    stop = Some(too_short(ty));
+                    break;
+                }
+                BT_IDB => {
+                    match parse_idb(body, be) {
+                        Ok(iface) => {
+                            *max_block = (*max_block).max(max_blocksize(iface.linktype));
+                            if interfaces.len() < 65_536 {
+                                interfaces.push(iface);
+                            }
                         }
-                        _ => "bad pcapng block".to_string(),
-                    };
-                    return (at, Some(self.damage(base + at as u64, reason)));
-                }
-            };
-            let used = rest.len() - remaining.len();
-            match block {
-                Block::SectionHeader(shb) => {
-                    self.format = Format::PcapNg {
-                        big_endian: shb.big_endian(),
-                        interfaces: Vec::new(),
-                    };
-                }
-                Block::InterfaceDescription(idb) => {
-                    let iface = Interface {
-                        linktype: idb.linktype.0 as u32,
-                        resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
-                        offset_s: idb.ts_offset(),
-                    };
-                    if interfaces.len() < 65_536 {
-                        interfaces.push(iface);
+                        Err(r) => {
+                            stop = Some(r);
+                            break;
+                        }
                     }
+                    None
                 }
-                Block::EnhancedPacket(epb) => {
-                    let Some(iface) = interfaces.get(epb.if_id as usize).copied() else {
-                        let reason = format!(
-                            "a packet arrived on interface {}, but there's no Interface Description Block for that interface",
-                            epb.if_id
-                        );
-                        return (at, Some(self.damage(base + at as u64, reason)));
-                    };
-                    let caplen = epb.caplen.min(epb.data.len() as u32);
-                    let off = epb.data.as_ptr() as usize - data.as_ptr() as usize;
-                    let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                    self.frames += 1;
-                    chunk.records.push(Record {
-                        off: off as u32,
-                        caplen,
-                        wire_len: epb.origlen.max(caplen),
-                        linktype: iface.linktype,
-                        ts: units_to_ns(units, iface.resolution, iface.offset_s),
-                        frame: self.frames,
-                        shard: Record::UNSHARDED,
-                    });
+                BT_SHB => {
+                    let magic = u32_at(body, 0, be);
+                    let major = u16_at(body, 4, be);
+                    if body.len() < 16 {
+                        stop = Some(too_short(ty));
+                        break;
+                    }
+                    if magic != Some(BYTE_ORDER_MAGIC) {
+                        stop =
+                            Some("the file has a section with a bad byte order magic field".into());
+                        break;
+                    }
+                    if major != Some(1) {
+                        let major = major.unwrap_or_default();
+                        stop = Some(format!(
+                            "unknown pcapng savefile major version number {major}"
+                        ));
+                        break;
+                    }
+                    // A new section: its own byte order and interfaces.
+                    *big_endian = be;
+                    interfaces.clear();
+                    None
                 }
-                Block::SimplePacket(spb) => {
-                    let Some(iface) = interfaces.first().copied() else {
-                        let reason =
-                            "a packet arrived before any Interface Description Block".to_string();
-                        return (at, Some(self.damage(base + at as u64, reason)));
-                    };
-                    let caplen = (spb.data.len() as u32).min(spb.origlen);
-                    let off = spb.data.as_ptr() as usize - data.as_ptr() as usize;
-                    self.frames += 1;
-                    chunk.records.push(Record {
-                        off: off as u32,
-                        caplen,
-                        wire_len: spb.origlen.max(caplen),
-                        linktype: iface.linktype,
-                        ts: 0,
-                        frame: self.frames,
-                        shard: Record::UNSHARDED,
-                    });
+                _ => None,
+            };
+            let next = at.saturating_add(len);
+            if let Some((if_id, caplen, wire, units, fixed)) = packet {
+                let Some(iface) = interfaces.get(if_id as usize).copied() else {
+                    stop = Some(format!(
+                        "a packet arrived on interface {if_id}, but there's no Interface Description Block for that interface"
+                    ));
+                    break;
+                };
+                if caplen > iface.snaplen {
+                    stop = Some(format!(
+                        "invalid packet capture length {caplen}, bigger than snaplen of {}",
+                        iface.snaplen
+                    ));
+                    break;
                 }
-                _ => {}
+                if body.len().saturating_sub(fixed) < caplen as usize {
+                    stop = Some(too_short(ty));
+                    break;
+                }
+                self.frames = self.frames.saturating_add(1);
+                chunk.records.push(Record {
+                    off: at.saturating_add(8).saturating_add(fixed) as u32,
+                    caplen,
+                    wire_len: wire.max(caplen),
+                    linktype: iface.linktype,
+                    ts: units_to_ns(units, iface.resolution, iface.offset_s),
+                    frame: self.frames,
+                    shard: Record::UNSHARDED,
+                });
+                self.resume = base.saturating_add(next as u64);
             }
-            at += used;
+            at = next;
         }
-        (at, None)
+        (at, stop.map(|r| self.damage(r)))
     }
 }
 
 fn units_to_ns(units: u64, resolution: u64, offset_s: i64) -> Nanos {
-    let ns = (u128::from(units) * 1_000_000_000) / u128::from(resolution.max(1));
+    let ns = u128::from(units)
+        .saturating_mul(1_000_000_000)
+        .checked_div(u128::from(resolution))
+        .unwrap_or_default();
     let ns = i64::try_from(ns).unwrap_or(i64::MAX);
     ns.saturating_add(offset_s.saturating_mul(1_000_000_000))
 }
 
-/// The link type of the first interface description block after the section header.
-fn first_idb_linktype(b: &[u8]) -> Option<u32> {
-    let (rest, shb) = pcap_parser::pcapng::parse_sectionheaderblock(b).ok()?;
-    let (_, blk) = if shb.big_endian() {
-        pcap_parser::pcapng::parse_block_be(rest).ok()?
-    } else {
-        pcap_parser::pcapng::parse_block_le(rest).ok()?
-    };
-    match blk {
-        Block::InterfaceDescription(idb) => Some(idb.linktype.0 as u32),
-        _ => None,
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str, bytes: &[u8]) -> String {
+        let dir = std::env::temp_dir().join(format!("mdmaudit-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    /// Every record (and its bytes) of a file, and how reading ended.
+    fn read_all(path: &str) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
+        let mut r = FileReader::open(path, 0).unwrap();
+        let mut chunk = Chunk::default();
+        let (mut recs, mut bytes) = (Vec::new(), Vec::new());
+        loop {
+            let fill = r.fill(&mut chunk);
+            for rec in &chunk.records {
+                recs.push(*rec);
+                bytes.push(chunk.bytes(rec).to_vec());
+            }
+            if fill != Fill::More {
+                let _ = std::fs::remove_file(path);
+                return (recs, bytes, fill);
+            }
+        }
+    }
+
+    fn pcap_header(snaplen: u32, linktype: u32) -> Vec<u8> {
+        let mut h = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&snaplen.to_le_bytes());
+        h.extend_from_slice(&linktype.to_le_bytes());
+        h
+    }
+
+    fn pcap_record(i: u32, len: usize) -> Vec<u8> {
+        let mut r = Vec::new();
+        for w in [i, 0, len as u32, len as u32] {
+            r.extend_from_slice(&w.to_le_bytes());
+        }
+        r.extend((0..len).map(|k| (i as usize + k) as u8));
+        r
+    }
+
+    fn block(ty: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut b = ty.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    fn shb() -> Vec<u8> {
+        let mut body = BYTE_ORDER_MAGIC.to_le_bytes().to_vec();
+        body.extend_from_slice(&[1, 0, 0, 0]);
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        block(BT_SHB, &body)
+    }
+
+    fn idb(linktype: u16, snaplen: u32, opts: &[u8]) -> Vec<u8> {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&snaplen.to_le_bytes());
+        body.extend_from_slice(opts);
+        block(BT_IDB, &body)
+    }
+
+    fn epb(if_id: u32, data: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for w in [if_id, 0, 7, data.len() as u32, data.len() as u32] {
+            body.extend_from_slice(&w.to_le_bytes());
+        }
+        body.extend_from_slice(data);
+        body.resize(body.len().next_multiple_of(4), 0);
+        block(BT_EPB, &body)
+    }
+
+    #[test]
+    fn records_across_chunk_boundaries_are_framed_whole() {
+        let mut f = pcap_header(65_535, 1);
+        let lens: Vec<usize> = (0..3000).map(|i| 60 + (i * 37) % 1400).collect();
+        for (i, &len) in lens.iter().enumerate() {
+            f.extend(pcap_record(i as u32, len));
+        }
+        assert!(f.len() > 2 * CHUNK_BYTES);
+        let (recs, bytes, end) = read_all(&temp("straddle.pcap", &f));
+        assert_eq!(end, Fill::End);
+        assert_eq!(recs.len(), lens.len());
+        for (i, (r, b)) in recs.iter().zip(&bytes).enumerate() {
+            assert_eq!(r.frame, i as u64 + 1);
+            assert_eq!(r.caplen as usize, lens[i]);
+            assert_eq!(r.ts, i as i64 * 1_000_000_000);
+            assert!(
+                b.iter().enumerate().all(|(k, &x)| x == (i + k) as u8),
+                "record {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_far_into_a_file_is_reported_with_libpcaps_numbers() {
+        let mut f = pcap_header(65_535, 1);
+        let mut starts = Vec::new();
+        for i in 0..1000u32 {
+            starts.push(f.len());
+            f.extend(pcap_record(i, 1200));
+        }
+        f.truncate(starts[999] + 16 + 500);
+        let (recs, _, end) = read_all(&temp("cut.pcap", &f));
+        assert_eq!(recs.len(), 999);
+        let Fill::Damaged(d) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(d.offset, Some(starts[999] as u64));
+        assert_eq!(d.packets_read, 999);
+        assert_eq!(
+            d.reason,
+            "truncated dump file; tried to read 1200 captured bytes, only got 500"
+        );
+    }
+
+    #[test]
+    fn records_longer_than_the_snaplen_keep_snaplen_bytes() {
+        let mut f = pcap_header(64, 1);
+        f.extend(pcap_record(0, 100));
+        f.extend(pcap_record(1, 50));
+        let (recs, bytes, end) = read_all(&temp("snaplen.pcap", &f));
+        assert_eq!(end, Fill::End);
+        assert_eq!((recs[0].caplen, recs[0].wire_len), (64, 100));
+        assert_eq!(bytes[1].len(), 50);
+        assert_eq!(bytes[1][0], 1);
+    }
+
+    #[test]
+    fn snapshot_lengths_are_adjusted_as_libpcap_does() {
+        assert_eq!(adjust_snaplen(1, 0), MAX_RECORD);
+        assert_eq!(adjust_snaplen(1, 0x8000_0000), MAX_RECORD);
+        assert_eq!(adjust_snaplen(1, u32::MAX), MAX_RECORD);
+        assert_eq!(adjust_snaplen(1, 300_000), 300_000);
+        assert_eq!(adjust_snaplen(1, 64), 64);
+        assert_eq!(adjust_snaplen(231, 0), 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_pcapng_block_larger_than_a_chunk_is_skipped_whole() {
+        let mut f = shb();
+        f.extend(idb(1, 0, &[]));
+        f.extend(epb(0, &[1; 60]));
+        f.extend(block(0x0BAD, &vec![0; 3 * CHUNK_BYTES]));
+        f.extend(epb(0, &[2; 61]));
+        let (recs, bytes, end) = read_all(&temp("bigblock.pcapng", &f));
+        assert_eq!(end, Fill::End);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(bytes[1], vec![2; 61]);
+        assert_eq!(recs[1].frame, 2);
+    }
+
+    #[test]
+    fn pcapng_damage_is_reported_after_the_last_packet() {
+        let mut f = shb();
+        f.extend(idb(1, 0, &[]));
+        f.extend(epb(0, &[1; 60]));
+        let after = f.len() as u64;
+        f.extend(block(0x0BAD, &[0; 8]));
+        f.extend_from_slice(&epb(0, &[2; 60])[..30]);
+        let (recs, _, end) = read_all(&temp("ngcut.pcapng", &f));
+        assert_eq!(recs.len(), 1);
+        let Fill::Damaged(d) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(d.offset, Some(after));
+        assert_eq!(
+            d.reason,
+            "truncated pcapng dump file; tried to read 84 bytes, only got 22"
+        );
+    }
+
+    #[test]
+    fn interfaces_of_several_link_types_and_timestamp_options() {
+        // if_tsresol 10^-9 and if_tsoffset 5 s on the second interface.
+        let mut opts = vec![9, 0, 1, 0, 9, 0, 0, 0, 14, 0, 8, 0];
+        opts.extend_from_slice(&5i64.to_le_bytes());
+        opts.extend_from_slice(&[0, 0, 0, 0]);
+        let mut f = shb();
+        f.extend(idb(1, 0, &[]));
+        f.extend(idb(101, 0, &opts));
+        f.extend(epb(1, &[0x45; 20]));
+        f.extend(epb(0, &[0; 14]));
+        let path = temp("ifaces.pcapng", &f);
+        assert_eq!(FileReader::open(&path, 0).unwrap().linktype(), Some(1));
+        let (recs, _, end) = read_all(&path);
+        assert_eq!(end, Fill::End);
+        assert_eq!((recs[0].linktype, recs[0].ts), (101, 5_000_000_007));
+        assert_eq!((recs[1].linktype, recs[1].ts), (1, 7_000));
+    }
+
+    #[test]
+    fn interface_options_are_checked_as_libpcap_does() {
+        let bad = |opts: &[u8]| {
+            let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0];
+            body.extend_from_slice(opts);
+            parse_idb(&body, false).err().unwrap_or_default()
+        };
+        assert_eq!(
+            bad(&[9, 0, 2, 0, 6, 6, 0, 0]),
+            "Interface Description Block has if_tsresol option with length 2 != 1"
+        );
+        assert_eq!(
+            bad(&[9, 0, 1, 0, 32, 0, 0, 0]),
+            "Interface Description Block if_tsresol option resolution 10^-32 is too high"
+        );
+        assert_eq!(
+            bad(&[9, 0, 1, 0, 0xc0, 0, 0, 0]),
+            "Interface Description Block if_tsresol option resolution 2^-64 is too high"
+        );
+        assert_eq!(
+            bad(&[0, 0, 4, 0, 1, 2, 3, 4]),
+            "Interface Description Block has opt_endofopt option with length 4 != 0"
+        );
+        assert_eq!(
+            bad(&[2, 0, 64, 0, 1, 2, 3, 4]),
+            "block of type 1 in pcapng dump file is too short"
+        );
+        assert_eq!(
+            bad(&[2, 0]),
+            "block of type 1 in pcapng dump file is too short"
+        );
+        assert_eq!(
+            bad(&[0, 0, 0, 0, 2, 0, 64, 0]),
+            "",
+            "nothing is read after opt_endofopt"
+        );
+        assert_eq!(
+            parse_idb(&[1, 0, 0, 0], false).err().unwrap_or_default(),
+            "block of type 1 in pcapng dump file is too short"
+        );
+        let i = parse_idb(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 0x8a, 0, 0, 0], false).unwrap();
+        assert_eq!((i.resolution, i.snaplen), (1024, MAX_RECORD));
     }
 }
