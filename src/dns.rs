@@ -11,6 +11,17 @@
 //! input: a message that is not a usable response is an `Err`, an answer section that
 //! stops early keeps the answers decoded so far and says why it stopped.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -76,7 +87,7 @@ impl HostName {
             s
         } else {
             flags |= FLAG_ESCAPED;
-            let mut s = String::with_capacity(bytes.len() * 2);
+            let mut s = String::with_capacity(bytes.len().saturating_mul(2));
             escape_into(&mut s, bytes, false);
             s
         };
@@ -94,8 +105,14 @@ impl HostName {
         let plain = labels
             .iter()
             .all(|l| l.iter().all(|&b| is_plain_ascii(b) && b != b'.'));
-        let total: usize = labels.iter().map(|l| l.len() + 1).sum();
-        let mut s = String::with_capacity(if plain { total } else { total * 2 });
+        let total = labels
+            .iter()
+            .fold(0usize, |t, l| t.saturating_add(l.len()).saturating_add(1));
+        let mut s = String::with_capacity(if plain {
+            total
+        } else {
+            total.saturating_mul(2)
+        });
         for (i, label) in labels.iter().enumerate() {
             if i > 0 {
                 s.push('.');
@@ -302,13 +319,7 @@ pub struct DnsResponse {
 /// Reads big-endian u16 at `pos`.
 fn be16(msg: &[u8], pos: usize) -> Option<u16> {
     let b = msg.get(pos..pos.checked_add(2)?)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// Reads big-endian u32 at `pos`.
-fn be32(msg: &[u8], pos: usize) -> Option<u32> {
-    let b = msg.get(pos..pos.checked_add(4)?)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    Some(u16::from_be_bytes(b.try_into().ok()?))
 }
 
 /// The labels of one name, as slices of the message.
@@ -345,32 +356,36 @@ fn read_name<'a>(msg: &'a [u8], start: usize, labels: &mut Labels<'a>) -> Result
     let mut wire_len = 1usize; // the root label
     loop {
         let b = *msg.get(pos).ok_or(DnsError::Truncated)?;
+        // `pos` indexes a byte of `msg`, so `pos + 1` cannot overflow.
+        let after = pos.checked_add(1).ok_or(DnsError::Truncated)?;
         match b & 0xc0 {
             0x00 => {
                 let n = usize::from(b);
                 if n == 0 {
-                    return Ok(resume.unwrap_or(pos + 1));
+                    return Ok(resume.unwrap_or(after));
                 }
-                wire_len += n + 1;
+                wire_len = wire_len.saturating_add(n).saturating_add(1);
                 if wire_len > MAX_NAME_BYTES {
                     return Err(DnsError::NameTooLong);
                 }
-                let label = msg.get(pos + 1..pos + 1 + n).ok_or(DnsError::Truncated)?;
+                let end = after.checked_add(n).ok_or(DnsError::Truncated)?;
+                let label = msg.get(after..end).ok_or(DnsError::Truncated)?;
                 // wire_len <= 255 and every label adds >= 2, so this never overflows.
                 if let Some(slot) = labels.items.get_mut(labels.len) {
                     *slot = label;
-                    labels.len += 1;
+                    labels.len = labels.len.saturating_add(1);
                 }
-                pos += 1 + n;
+                pos = end;
             }
             0xc0 => {
-                let lo = *msg.get(pos + 1).ok_or(DnsError::Truncated)?;
-                let target = usize::from(b & 0x3f) << 8 | usize::from(lo);
-                jumps += 1;
+                let lo = *msg.get(after).ok_or(DnsError::Truncated)?;
+                let target = usize::from(u16::from_be_bytes([b & 0x3f, lo]));
+                jumps = jumps.saturating_add(1);
                 if target >= pos || jumps > MAX_POINTER_JUMPS {
                     return Err(DnsError::BadPointer);
                 }
-                resume.get_or_insert(pos + 2);
+                // `after` indexes a byte of `msg` too.
+                resume.get_or_insert(after.checked_add(1).ok_or(DnsError::Truncated)?);
                 pos = target;
             }
             _ => return Err(DnsError::BadLabel),
@@ -402,8 +417,9 @@ pub fn parse_response(payload: &[u8]) -> Result<DnsResponse, DnsError> {
     for i in 0..qdcount {
         pos = read_name(msg, pos, &mut labels)?;
         let t = be16(msg, pos).ok_or(DnsError::Truncated)?;
-        be16(msg, pos + 2).ok_or(DnsError::Truncated)?;
-        pos += 4;
+        let class_at = pos.checked_add(2).ok_or(DnsError::Truncated)?;
+        be16(msg, class_at).ok_or(DnsError::Truncated)?;
+        pos = class_at.checked_add(2).ok_or(DnsError::Truncated)?;
         if i == 0 {
             question = labels.name();
             qtype = t;
@@ -441,15 +457,18 @@ fn read_answer<'a>(
     resp: &mut DnsResponse,
 ) -> Result<usize, DnsError> {
     let pos = read_name(msg, pos, labels)?;
-    let rtype = be16(msg, pos).ok_or(DnsError::Truncated)?;
-    let class = be16(msg, pos + 2).ok_or(DnsError::Truncated)?;
-    let ttl = be32(msg, pos + 4).ok_or(DnsError::Truncated)?;
-    let rdlen = usize::from(be16(msg, pos + 8).ok_or(DnsError::Truncated)?);
-    let rdata_at = pos + 10;
-    let rdata = msg
-        .get(rdata_at..rdata_at + rdlen)
-        .ok_or(DnsError::Truncated)?;
-    let next = rdata_at + rdlen;
+    // The fixed part: type (2), class (2), TTL (4), data length (2).
+    let rdata_at = pos.checked_add(10).ok_or(DnsError::Truncated)?;
+    let fixed = msg.get(pos..rdata_at).ok_or(DnsError::Truncated)?;
+    let &[t0, t1, c0, c1, l0, l1, l2, l3, d0, d1] = fixed else {
+        return Err(DnsError::Truncated);
+    };
+    let rtype = u16::from_be_bytes([t0, t1]);
+    let class = u16::from_be_bytes([c0, c1]);
+    let ttl = u32::from_be_bytes([l0, l1, l2, l3]);
+    let rdlen = usize::from(u16::from_be_bytes([d0, d1]));
+    let next = rdata_at.checked_add(rdlen).ok_or(DnsError::Truncated)?;
+    let rdata = msg.get(rdata_at..next).ok_or(DnsError::Truncated)?;
     // Class IN; mDNS sets the top bit (cache flush).
     if class & 0x7fff != 1 || !matches!(rtype, 1 | 5 | 28) {
         return Ok(next);
@@ -499,7 +518,7 @@ fn read_answer<'a>(
 /// it took (prefix included), so the caller can go on with the next message.
 pub fn parse_tcp_stream_message(stream: &[u8]) -> Result<(DnsResponse, usize), DnsError> {
     let len = usize::from(be16(stream, 0).ok_or(DnsError::Incomplete { needed: 2 })?);
-    let needed = 2 + len;
+    let needed = len.saturating_add(2); // len <= 65535
     let msg = stream
         .get(2..needed)
         .ok_or(DnsError::Incomplete { needed })?;
@@ -562,6 +581,13 @@ pub fn resolve_chain(resp: &DnsResponse) -> Vec<Resolution> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

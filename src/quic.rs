@@ -15,6 +15,17 @@
 //! drafts 23 to 32 and Facebook's mvfst draft-27 and draft-29 versions. Other versions,
 //! gQUIC included, are not decoded.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use ring::aead::{self, quic, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf::{self, KeyType, Prk, Salt, HKDF_SHA256};
 
@@ -146,15 +157,15 @@ fn profile(version: u32) -> Option<Profile> {
 /// QUIC version this module decodes (header form and fixed bits set, known version,
 /// Initial type bits of that version, plausible connection ID length)?
 pub fn is_quic_long_header_initial(datagram: &[u8]) -> bool {
-    let Some(h) = datagram.get(..6) else {
+    let Some(&[first, v0, v1, v2, v3, dcid_len]) = datagram.get(..6) else {
         return false;
     };
-    if h[0] & 0xc0 != 0xc0 {
+    if first & 0xc0 != 0xc0 {
         return false;
     }
-    let version = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+    let version = u32::from_be_bytes([v0, v1, v2, v3]);
     match profile(version) {
-        Some(p) => (h[0] >> 4) & 3 == p.initial_type && usize::from(h[5]) <= MAX_CID_LEN,
+        Some(p) => (first >> 4) & 3 == p.initial_type && usize::from(dcid_len) <= MAX_CID_LEN,
         None => false,
     }
 }
@@ -174,7 +185,7 @@ impl KeyType for Len {
 /// HKDF-Expand-Label (RFC 8446 section 7.1) with an empty context into `out`.
 fn expand_label(prk: &Prk, label: &str, out: &mut [u8]) -> Option<()> {
     let len = u16::try_from(out.len()).ok()?;
-    let label_len = u8::try_from(6 + label.len()).ok()?;
+    let label_len = u8::try_from(label.len().checked_add(6)?).ok()?;
     let len_bytes = len.to_be_bytes();
     let info: [&[u8]; 5] = [
         &len_bytes,
@@ -233,12 +244,13 @@ impl Keys {
 fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let first = *buf.get(*pos)?;
     let len = 1usize << (first >> 6);
-    let bytes = buf.get(*pos..pos.checked_add(len)?)?;
+    let end = pos.checked_add(len)?;
+    let (_, rest) = buf.get(*pos..end)?.split_first()?;
     let mut v = u64::from(first & 0x3f);
-    for b in &bytes[1..] {
+    for b in rest {
         v = (v << 8) | u64::from(*b);
     }
-    *pos += len;
+    *pos = end;
     Some(v)
 }
 
@@ -272,29 +284,28 @@ fn parse_long_header(pkt: &[u8]) -> Parsed<'_> {
     if first & 0x80 == 0 {
         return Parsed::Stop;
     }
-    let Some(v) = pkt.get(1..5) else {
+    let Some(&[v0, v1, v2, v3]) = pkt.get(1..5) else {
         return Parsed::Stop;
     };
-    let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let version = u32::from_be_bytes([v0, v1, v2, v3]);
     if profile(version).is_none() {
         return Parsed::Unknown(version);
     }
     if first & 0x40 == 0 {
         return Parsed::Stop;
     }
-    let mut pos = 5;
-    let Some(dcid_len) = pkt.get(pos).map(|&l| usize::from(l)) else {
+    let Some(dcid_len) = pkt.get(5).map(|&l| usize::from(l)) else {
         return Parsed::Stop;
     };
-    pos += 1;
-    let Some(dcid) = pkt.get(pos..pos + dcid_len) else {
+    // The lengths are bytes (at most 255): none of these sums can overflow.
+    let dcid_end = 6usize.saturating_add(dcid_len);
+    let Some(dcid) = pkt.get(6..dcid_end) else {
         return Parsed::Stop;
     };
-    pos += dcid_len;
-    let Some(scid_len) = pkt.get(pos).map(|&l| usize::from(l)) else {
+    let Some(scid_len) = pkt.get(dcid_end).map(|&l| usize::from(l)) else {
         return Parsed::Stop;
     };
-    pos += 1 + scid_len;
+    let mut pos = dcid_end.saturating_add(1).saturating_add(scid_len);
     if dcid_len > MAX_CID_LEN || scid_len > MAX_CID_LEN {
         return Parsed::Stop;
     }
@@ -333,15 +344,24 @@ fn parse_long_header(pkt: &[u8]) -> Parsed<'_> {
 }
 
 /// RFC 9000 appendix A.3: the full packet number closest to `expected`.
+/// `pn_len` is the packet number length, 1 to 4 bytes (a larger value counts as 4).
 fn decode_packet_number(expected: u64, truncated: u64, pn_len: usize) -> u64 {
-    let win = 1u64 << (8 * pn_len);
-    let hwin = win / 2;
-    let mask = win - 1;
+    let win: u64 = match pn_len {
+        0 | 1 => 1 << 8,
+        2 => 1 << 16,
+        3 => 1 << 24,
+        _ => 1 << 32,
+    };
+    // 2^8 <= win <= 2^32: neither `win - 1` nor `2^62 - win` can wrap.
+    let hwin = win >> 1;
+    let mask = win.saturating_sub(1);
     let candidate = (expected & !mask) | truncated;
-    if candidate.saturating_add(hwin) <= expected && candidate < (1u64 << 62) - win {
-        candidate + win
+    if candidate.saturating_add(hwin) <= expected && candidate < (1u64 << 62).saturating_sub(win) {
+        // candidate < 2^62 - win: no overflow.
+        candidate.saturating_add(win)
     } else if candidate > expected.saturating_add(hwin) && candidate >= win {
-        candidate - win
+        // candidate >= win: no underflow.
+        candidate.saturating_sub(win)
     } else {
         candidate
     }
@@ -361,27 +381,33 @@ fn unprotect(
         .get(..h.packet_len)?
         .get(sample_at..sample_at.checked_add(SAMPLE_LEN)?)?;
     let mask = keys.hp.new_mask(sample).ok()?;
-    let first = pkt.first()? ^ (mask[0] & 0x0f);
-    let pn_len = usize::from(first & 0x03) + 1;
-    let header_len = h.pn_offset + pn_len;
-    if header_len + TAG_LEN > h.packet_len {
+    let [mask0, pn_mask @ ..] = mask;
+    let first = pkt.first()? ^ (mask0 & 0x0f);
+    // 1 to 4 bytes.
+    let pn_len = usize::from(first & 0x03).saturating_add(1);
+    let header_len = h.pn_offset.checked_add(pn_len)?;
+    if header_len.checked_add(TAG_LEN)? > h.packet_len {
         return None;
     }
     scratch.clear();
     scratch.extend_from_slice(pkt.get(..h.packet_len)?);
-    scratch[0] = first;
+    *scratch.first_mut()? = first;
     let mut truncated = 0u64;
-    for i in 0..pn_len {
-        let b = scratch[h.pn_offset + i] ^ mask[1 + i];
-        scratch[h.pn_offset + i] = b;
-        truncated = (truncated << 8) | u64::from(b);
+    // `pn_mask` has 4 bytes, `pn_len` at most 4: one mask byte per packet number byte.
+    for (b, m) in scratch
+        .get_mut(h.pn_offset..header_len)?
+        .iter_mut()
+        .zip(pn_mask)
+    {
+        *b ^= m;
+        truncated = (truncated << 8) | u64::from(*b);
     }
     let pn = decode_packet_number(expected_pn, truncated, pn_len);
     let mut nonce = keys.iv;
     for (n, b) in nonce[4..].iter_mut().zip(pn.to_be_bytes()) {
         *n ^= b;
     }
-    let (header, payload) = scratch.split_at_mut(header_len);
+    let (header, payload) = scratch.split_at_mut_checked(header_len)?;
     let plain_len = keys
         .key
         .open_in_place(
@@ -391,7 +417,7 @@ fn unprotect(
         )
         .ok()?
         .len();
-    Some((pn, header_len..header_len + plain_len))
+    Some((pn, header_len..header_len.checked_add(plain_len)?))
 }
 
 /// One CRYPTO frame of a decrypted Initial.
@@ -414,8 +440,9 @@ fn walk_frames(payload: &[u8], mut crypto: impl FnMut(CryptoFrame<'_>)) {
             0x06 => (|| {
                 let offset = varint(payload, &mut pos)?;
                 let len = usize::try_from(varint(payload, &mut pos)?).ok()?;
-                let data = payload.get(pos..pos.checked_add(len)?)?;
-                pos += len;
+                let end = pos.checked_add(len)?;
+                let data = payload.get(pos..end)?;
+                pos = end;
                 crypto(CryptoFrame { offset, data });
                 Some(())
             })(),
@@ -479,10 +506,17 @@ impl Stream {
         if self.data.len() < end {
             self.data.resize(end, 0);
         }
-        self.data[start..end].copy_from_slice(&bytes[..end - start]);
+        // start < end <= data.len(), and end - start <= bytes.len().
+        let (Some(dst), Some(src)) = (
+            self.data.get_mut(start..end),
+            bytes.get(..end.saturating_sub(start)),
+        ) else {
+            return;
+        };
+        dst.copy_from_slice(src);
         // Merge [start, end) into the ranges.
         let (mut s, mut e) = (start, end);
-        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
+        let mut kept = Vec::with_capacity(self.ranges.len().saturating_add(1));
         for &(rs, re) in &self.ranges {
             if re < s || rs > e {
                 kept.push((rs, re));
@@ -502,7 +536,7 @@ impl Stream {
     /// The contiguous bytes from offset 0.
     fn prefix(&self) -> &[u8] {
         match self.ranges.first() {
-            Some(&(0, end)) => &self.data[..end],
+            Some(&(0, end)) => self.data.get(..end).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -546,7 +580,7 @@ impl Inner {
         }
         self.keys
             .push(Keys::derive(version, &profile(version)?, dcid)?);
-        Some(self.keys.len() - 1)
+        self.keys.len().checked_sub(1)
     }
 
     /// Decrypts one Initial packet and takes its CRYPTO frames.
@@ -556,9 +590,11 @@ impl Inner {
         // (after a Retry the client derives them from the new one).
         let (first, first_len) = *self.first_dcid.get_or_insert_with(|| {
             let mut id = [0u8; MAX_CID_LEN];
+            for (d, s) in id.iter_mut().zip(h.dcid) {
+                *d = *s;
+            }
             let len = h.dcid.len().min(MAX_CID_LEN);
-            id[..len].copy_from_slice(&h.dcid[..len]);
-            (id, len as u8)
+            (id, u8::try_from(len).unwrap_or(u8::MAX))
         });
         let first = first.get(..usize::from(first_len)).unwrap_or(&[]);
         let candidates: [&[u8]; 2] = [first, h.dcid];
@@ -570,7 +606,10 @@ impl Inner {
             let Some(k) = self.keys_for(h.version, dcid) else {
                 continue;
             };
-            if let Some((pn, range)) = unprotect(&self.keys[k], pkt, h, expected, &mut scratch) {
+            let Some(keys) = self.keys.get(k) else {
+                continue;
+            };
+            if let Some((pn, range)) = unprotect(keys, pkt, h, expected, &mut scratch) {
                 self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
                 self.decrypted = true;
                 if let Some(plain) = scratch.get(range) {
@@ -690,16 +729,15 @@ impl InitialAssembler {
         };
         let stream = &inner.stream;
         let prefix = stream.prefix();
-        if prefix.len() >= 4 {
-            let declared = 4
-                + (usize::from(prefix[1]) << 16
-                    | usize::from(prefix[2]) << 8
-                    | usize::from(prefix[3]));
+        if let &[kind, l0, l1, l2, ..] = prefix {
+            // A 24-bit length after the type byte: no overflow.
+            let declared =
+                (usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2)).saturating_add(4);
             if let Some(whole) = prefix.get(..declared) {
                 let state = hello_state(tls::parse_handshake_client_hello(whole));
                 return self.close(state.unwrap_or(QuicState::Failed(QuicError::Incomplete)));
             }
-            if prefix[0] != 1 || declared > MAX_CRYPTO_BYTES || give_up || stream.too_fragmented {
+            if kind != 1 || declared > MAX_CRYPTO_BYTES || give_up || stream.too_fragmented {
                 // The hello will not be whole: read what the bytes we have hold.
                 if let Some(state) = hello_state(tls::parse_handshake_client_hello(prefix)) {
                     return self.close(state);
@@ -760,6 +798,13 @@ fn unknown_version(datagram: &[u8], version: u32) -> QuicState {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use crate::decode::{decode, L4};
@@ -890,7 +935,7 @@ mod tests {
         let state = a.push(&pkt);
         assert_eq!(sni(&state).as_deref(), Some("example.com"), "{state:?}");
         let QuicState::Done(info) = state else {
-            unreachable!()
+            panic!("not done")
         };
         assert!(!info.partial);
         assert_eq!(info.alpn_first.as_deref(), Some("alpn"));
@@ -1190,6 +1235,36 @@ mod tests {
         assert_eq!(decode_packet_number(0, 2, 1), 2);
         assert_eq!(decode_packet_number(0, 0xff, 1), 0xff);
         assert_eq!(decode_packet_number(300, 0x01, 1), 257);
+        // Same answers as the plain RFC 9000 A.3 formula for every packet number length.
+        let reference = |expected: u64, truncated: u64, pn_len: usize| {
+            let win = 1u64 << (8 * pn_len);
+            let hwin = win / 2;
+            let candidate = (expected & !(win - 1)) | truncated;
+            if candidate.saturating_add(hwin) <= expected && candidate < (1u64 << 62) - win {
+                candidate + win
+            } else if candidate > expected.saturating_add(hwin) && candidate >= win {
+                candidate - win
+            } else {
+                candidate
+            }
+        };
+        let mut rng = fastrand::Rng::with_seed(9000);
+        for pn_len in 1..=4usize {
+            let bits = 8 * pn_len as u32;
+            for _ in 0..10_000 {
+                let expected = match rng.u8(0..3) {
+                    0 => rng.u64(0..1 << 16),
+                    1 => rng.u64(0..1 << 62),
+                    _ => (1u64 << 62) - rng.u64(0..1 << 33),
+                };
+                let truncated = rng.u64(0..1u64 << bits);
+                assert_eq!(
+                    decode_packet_number(expected, truncated, pn_len),
+                    reference(expected, truncated, pn_len),
+                    "{expected} {truncated} {pn_len}"
+                );
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------
