@@ -16,6 +16,17 @@
 //! oddities are reported as values ([`MalformedHello`], `partial`, `anomaly`), never as
 //! panics or silence.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use crate::dns::HostName;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -200,7 +211,11 @@ impl<'a> Sparse<'a> {
             if a >= b {
                 return;
             }
-            let (a, b) = (base + a - start, base + b - start);
+            // Both ends are at or after `start` (clipped above): shift to `out`.
+            let (a, b) = (
+                a.saturating_sub(start).saturating_add(base),
+                b.saturating_sub(start).saturating_add(base),
+            );
             match ranges.last_mut() {
                 Some(last) if last.1 == a => last.1 = b,
                 _ => ranges.push((a, b)),
@@ -312,15 +327,18 @@ fn frame(stream: Sparse<'_>) -> Result<Frame, FrameStop> {
                 rlen as u16,
             )));
         }
-        let payload = pos + 5;
+        // Positions and message byte counts stay below the stream's length plus one
+        // record, and `payload` exceeds `msg_len`: these saturating ops are exact.
+        let payload = pos.saturating_add(5);
+        // Message bytes up to this record's end.
+        let rec_end = msg_len.saturating_add(rlen);
         // Handshake header bytes that fall in this record.
-        while hs_n < 4 && hs_n < msg_len + rlen {
-            match stream.u8(payload + hs_n - msg_len) {
+        while hs_n < rec_end {
+            let Some(slot) = hs.get_mut(hs_n) else { break }; // all four gathered
+            match stream.u8(payload.saturating_add(hs_n).saturating_sub(msg_len)) {
                 Some(b) => {
-                    if let Some(slot) = hs.get_mut(hs_n) {
-                        *slot = b;
-                    }
-                    hs_n += 1;
+                    *slot = b;
+                    hs_n = hs_n.saturating_add(1);
                 }
                 None => break,
             }
@@ -330,11 +348,11 @@ fn frame(stream: Sparse<'_>) -> Result<Frame, FrameStop> {
             if t != 1 {
                 return Err(FrameStop::Malformed(MalformedHello::NotClientHello(t)));
             }
-            let d = 4 + (usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c));
+            let d = (usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c)).saturating_add(4);
             declared = Some(d);
             single_record = pos == 0 && d <= rlen;
         }
-        if hs_n < 4 && msg_len + rlen >= 4 {
+        if hs_n < 4 && rec_end >= 4 {
             break; // a header byte is unknown: the length cannot be learned yet
         }
         if let Some(d) = declared {
@@ -343,13 +361,13 @@ fn frame(stream: Sparse<'_>) -> Result<Frame, FrameStop> {
                 complete = false;
             }
         }
-        msg_len += rlen;
-        pos = payload + rlen;
+        msg_len = rec_end;
+        pos = payload.saturating_add(rlen);
         if let Some(d) = declared {
             // Where the hello ends at the earliest (one more record header if needed).
             let remaining = d.saturating_sub(msg_len);
             let min_end = if remaining > 0 {
-                pos + 5 + remaining
+                pos.saturating_add(5).saturating_add(remaining)
             } else {
                 pos
             };
@@ -393,14 +411,16 @@ fn gather_message(
         if rlen == 0 {
             break;
         }
-        let payload = pos + 5;
-        let take = rlen.min(want - out.len());
+        // `pos` lies inside the stream (its header was read) and `out` is shorter than
+        // `want`, so these never saturate.
+        let payload = pos.saturating_add(5);
+        let take = rlen.min(want.saturating_sub(out.len()));
         let before = out.len();
-        stream.copy_out(payload, payload + take, out, ranges);
-        if out.len() - before < take {
+        stream.copy_out(payload, payload.saturating_add(take), out, ranges);
+        if out.len().saturating_sub(before) < take {
             break; // the record runs past the buffered bytes
         }
-        pos = payload + rlen;
+        pos = payload.saturating_add(rlen);
     }
 }
 
@@ -449,17 +469,17 @@ fn scan_extensions(
     found: &mut Found,
 ) -> Result<(), Stop> {
     let mut pos = start;
+    // The end of `len` bytes at `at`, if they lie within the extensions block.
+    let within = |at: usize, len: usize| {
+        at.checked_add(len)
+            .filter(|&e| e <= end)
+            .ok_or(Stop::Bad(MalformedHello::Extensions))
+    };
     while pos < end {
-        let data = pos + 4;
-        if data > end {
-            return Err(Stop::Bad(MalformedHello::Extensions));
-        }
+        let data = within(pos, 4)?;
         let etype = msg.u16(pos).ok_or(Stop::Blocked)?;
-        let elen = usize::from(msg.u16(pos + 2).ok_or(Stop::Blocked)?);
-        let next = data + elen;
-        if next > end {
-            return Err(Stop::Bad(MalformedHello::Extensions));
-        }
+        let elen = usize::from(msg.u16(pos.saturating_add(2)).ok_or(Stop::Blocked)?);
+        let next = within(data, elen)?;
         match etype {
             EXT_SERVER_NAME if !found.sni_seen => {
                 let content = msg.get(data, elen).ok_or(Stop::Blocked)?;
@@ -535,37 +555,42 @@ fn parse_complete(msg: &[u8]) -> Result<ClientHelloInfo, MalformedHello> {
 /// The fixed fields of a ClientHello message that may have holes: returns the
 /// legacy_version and the extensions region, if the message has one.
 fn walk_fixed(msg: Sparse<'_>, declared: usize) -> Result<(u16, Option<(usize, usize)>), Stop> {
-    let need = |pos: usize, len: usize| -> Result<(), Stop> {
-        if pos + len > declared {
-            Err(Stop::Bad(MalformedHello::Body))
-        } else {
-            Ok(())
-        }
+    // The end of `len` bytes at `pos`, if they fit the message. A vector's contents
+    // running past it are caught here too, before the next field is read, as the next
+    // field's check would.
+    let past = |pos: usize, len: usize| -> Result<usize, Stop> {
+        pos.checked_add(len)
+            .filter(|&e| e <= declared)
+            .ok_or(Stop::Bad(MalformedHello::Body))
     };
-    need(4, 2)?;
+    past(4, 2)?;
     let version = msg.u16(4).ok_or(Stop::Blocked)?;
-    let mut pos = 4 + 2 + 32; // handshake header, legacy_version, random
-    need(pos, 1)?;
+    let pos = 4 + 2 + 32; // handshake header, legacy_version, random
+    let after = past(pos, 1)?;
     let sid = usize::from(msg.u8(pos).ok_or(Stop::Blocked)?);
     if sid > 32 {
         return Err(Stop::Bad(MalformedHello::Body));
     }
-    pos += 1 + sid;
-    need(pos, 2)?;
+    let pos = past(after, sid)?;
+    let after = past(pos, 2)?;
     let suites = usize::from(msg.u16(pos).ok_or(Stop::Blocked)?);
     if suites % 2 == 1 {
         return Err(Stop::Bad(MalformedHello::Body));
     }
-    pos += 2 + suites;
-    need(pos, 1)?;
+    let pos = past(after, suites)?;
+    let after = past(pos, 1)?;
     let comp = usize::from(msg.u8(pos).ok_or(Stop::Blocked)?);
-    pos += 1 + comp;
+    let pos = past(after, comp)?;
     if pos == declared {
         return Ok((version, None));
     }
-    need(pos, 2)?;
+    let ext_start = past(pos, 2)?;
     let ext_len = usize::from(msg.u16(pos).ok_or(Stop::Blocked)?);
-    Ok((version, Some((pos + 2, pos + 2 + ext_len))))
+    // The block may run past the message (the caller reports that): no bound here.
+    Ok((
+        version,
+        Some((ext_start, ext_start.saturating_add(ext_len))),
+    ))
 }
 
 /// What a tolerant walk over an incomplete hello found.
@@ -674,7 +699,7 @@ pub fn parse_handshake_client_hello(msg: &[u8]) -> Result<Option<ClientHelloInfo
     let Some(len) = view.u24(1) else {
         return Ok(None);
     };
-    let declared = 4 + len;
+    let declared = len.saturating_add(4); // a 24-bit length: never saturates
     if let Some(whole) = msg.get(..declared) {
         return parse_complete(whole).map(Some).map_err(NotHello::Malformed);
     }
@@ -755,10 +780,11 @@ impl Reassembly {
             self.past_cap = true;
         }
         let end = end.min(MAX_HELLO_BYTES);
-        if end <= off {
-            return false;
-        }
-        let Some(src) = payload.get(..end - off) else {
+        let Some(src) = end
+            .checked_sub(off)
+            .filter(|&n| n > 0)
+            .and_then(|n| payload.get(..n))
+        else {
             return false;
         };
         if self.data.len() < end {
@@ -798,7 +824,11 @@ impl Reassembly {
             .have
             .iter()
             .filter_map(|&(a, b)| {
-                let (a, b) = (a + shift, (b + shift).min(MAX_HELLO_BYTES));
+                // Offsets and `shift` are at most MAX_HELLO_BYTES: never saturates.
+                let (a, b) = (
+                    a.saturating_add(shift),
+                    b.saturating_add(shift).min(MAX_HELLO_BYTES),
+                );
                 (a < b).then_some((a, b))
             })
             .collect();
@@ -839,6 +869,12 @@ impl HelloAssembler {
             self.buf = None;
         }
         state
+    }
+
+    /// Bytes of reassembly buffer this assembler holds (0 when the hello came in one
+    /// segment): what a flow table counts against its reassembly budget.
+    pub fn buffered(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.data.capacity())
     }
 
     /// The final word at the end of the flow (or when the caller gives up): a tolerant
@@ -895,7 +931,7 @@ impl HelloAssembler {
                 self.base = Some(seq);
                 if let Some(buf) = self.buf.as_mut() {
                     buf.shift(back);
-                    buf.rebases += 1;
+                    buf.rebases = buf.rebases.saturating_add(1);
                     buf.unanchored_pushes = 0;
                 }
                 self.anchored = looks_like_hello_start(payload);
@@ -994,6 +1030,13 @@ impl HelloAssembler {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 
