@@ -522,10 +522,11 @@ pub fn audit(
     let mut seen_flows: BTreeMap<usize, usize> = BTreeMap::new();
     let mut judged_flows: BTreeMap<usize, usize> = BTreeMap::new();
     for f in flows.iter() {
+        let n = weight(&f.record);
         for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
-            *seen_flows.entry(m.req).or_default() += 1;
+            *seen_flows.entry(m.req).or_default() += n;
             if m.verdict.is_some() {
-                *judged_flows.entry(m.req).or_default() += 1;
+                *judged_flows.entry(m.req).or_default() += n;
             }
         }
     }
@@ -730,6 +731,13 @@ pub fn audit(
         strict,
         site_suggestions,
     }
+}
+
+/// How many flows a record stands for: itself and those folded into it.
+fn weight(r: &FlowRecord) -> usize {
+    usize::try_from(r.folded)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
 }
 
 fn rank(v: Verdict) -> u8 {
@@ -1022,7 +1030,12 @@ fn make_finding(
         ),
         _ => (Severity::Info, String::new(), Vec::new()),
     };
-    let flows_n = evidence.len();
+    // A folded record (over --max-records) stands for several flows.
+    let flows_n = ev_flows
+        .iter()
+        .filter_map(|&fi| flows.get(fi))
+        .map(|f| weight(&f.record))
+        .fold(0usize, usize::saturating_add);
     evidence.truncate(opts.max_evidence);
     Finding {
         rule: req.id.clone(),
@@ -1042,13 +1055,14 @@ fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
     let mut client_only_answered = 0usize;
     let mut failed = 0usize;
     for r in records.iter().filter(|r| r.transport == Transport::Tcp) {
+        let n = weight(r);
         if r.client_packets > 0 && r.server_packets > 0 {
-            both += 1;
+            both += n;
         } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3) {
-            client_only_answered += 1;
+            client_only_answered += n;
         }
         if r.attempt_failed() {
-            failed += 1;
+            failed += n;
         }
     }
     // One direction: clients keep talking with nothing ever captured back, and

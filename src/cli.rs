@@ -142,6 +142,11 @@ pub struct FlowArgs {
     /// Idle timeout of UDP flows, seconds of packet time.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub udp_idle: u64,
+    /// Cap on the memory of ClientHello reassembly buffers, all flows together
+    /// (bytes; K, M, G suffixes not accepted). A flow that would pass it gives up on
+    /// its hello and is judged on what it buffered (counted: hello_budget).
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub max_hello_bytes: usize,
     /// Cap on addresses remembered from DNS answers.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub max_dns_entries: usize,
@@ -171,6 +176,7 @@ impl FlowArgs {
             tcp_attempt_idle: secs(self.tcp_attempt_idle),
             udp_idle: secs(self.udp_idle),
             max_dns_entries: self.max_dns_entries,
+            max_hello_bytes: self.max_hello_bytes,
             service_ports: ports,
             ..FlowConfig::default()
         }
@@ -211,6 +217,12 @@ pub struct AuditArgs {
     pub report: ReportArgs,
     #[command(flatten)]
     pub flow: FlowArgs,
+    /// Finished flows kept in full for the verdicts and the flow list. Beyond it, flows
+    /// with no name and no payload (SYN-only, refused: what a flood is made of) are
+    /// counted per port and outcome instead; flows with a name or data are still kept
+    /// up to twice the number. The report says how many were counted only.
+    #[arg(long, default_value_t = 250_000, value_name = "N")]
+    pub max_records: usize,
     /// Decode and flow worker threads (default: the cores available). The report is
     /// the same whatever the number.
     #[arg(long, value_name = "N")]
@@ -381,7 +393,11 @@ fn run_audit(a: AuditArgs) -> i32 {
     };
     let run = engine::run(
         inputs,
-        EngineConfig { flow: cfg, threads },
+        EngineConfig {
+            flow: cfg,
+            threads,
+            max_records: a.max_records,
+        },
         if stderr_tty {
             Some(&mut progress)
         } else {

@@ -14,6 +14,7 @@
 //! This module owns the counters a reader needs to trust a report ("nothing is lost
 //! silently"). It does not judge flows (`audit`) nor format anything (`report`).
 
+use crate::budget::RecordBudget;
 use crate::capture::{linktype_name, Damage, FileSource, OpenError, PacketSource};
 use crate::decode::{self, linktype, Skip};
 use crate::flow::{self, FlowConfig, FlowRecord, FlowStats, FlowTable, FrameRef, PacketCtx};
@@ -102,6 +103,8 @@ pub struct RunResult {
     pub capture: CaptureStats,
     pub flow_stats: FlowStats,
     pub records: Vec<FlowRecord>,
+    /// Finished flows counted but not kept (over `--max-records`).
+    pub summarized: RecordBudget,
 }
 
 impl RunResult {
@@ -189,6 +192,9 @@ pub struct EngineConfig {
     pub flow: FlowConfig,
     /// Worker threads (1: everything on the calling thread).
     pub threads: usize,
+    /// Finished flow records kept in full (shared out between the workers); see
+    /// [`RecordBudget`].
+    pub max_records: usize,
 }
 
 /// Progress callback: (input index, frames read so far in it).
@@ -200,6 +206,7 @@ struct Worker {
     shards: usize,
     table: FlowTable,
     records: Vec<FlowRecord>,
+    budget: RecordBudget,
     skipped: [u64; Skip::ALL.len()],
     unsupported: BTreeMap<u32, u64>,
     decoded: u64,
@@ -209,12 +216,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(index: usize, shards: usize, cfg: FlowConfig) -> Worker {
+    fn new(index: usize, shards: usize, cfg: FlowConfig, max_records: usize) -> Worker {
         Worker {
             index,
             shards,
             table: FlowTable::new(cfg),
             records: Vec::new(),
+            budget: RecordBudget::new(max_records),
             skipped: [0; Skip::ALL.len()],
             unsupported: BTreeMap::new(),
             decoded: 0,
@@ -225,6 +233,12 @@ impl Worker {
     }
 
     fn chunk(&mut self, chunk: &Chunk) {
+        let from = self.records.len();
+        self.chunk_frames(chunk);
+        self.budget.apply(&mut self.records, from);
+    }
+
+    fn chunk_frames(&mut self, chunk: &Chunk) {
         for r in chunk.records.iter() {
             // Every worker keeps the capture's clock, so flows expire at the same
             // packet time whatever the number of shards.
@@ -285,7 +299,17 @@ impl Worker {
     }
 
     fn finish(mut self) -> Worker {
-        self.table.finish(&mut self.records);
+        // A part at a time, so that the open flows of a full table do not all become
+        // records before the budget sees them.
+        loop {
+            let from = self.records.len();
+            let done = self.table.finish_some(65_536, &mut self.records);
+            self.budget.apply(&mut self.records, from);
+            if done {
+                break;
+            }
+        }
+        self.budget.finish(&mut self.records);
         self
     }
 }
@@ -335,7 +359,7 @@ pub fn run(inputs: Vec<Input>, cfg: EngineConfig, mut progress: Option<Progress<
     let mut cap = CaptureStats::default();
     let mut summaries = Vec::new();
     let workers: Vec<Worker> = if threads == 1 {
-        let mut w = Worker::new(0, 1, cfg.flow.clone());
+        let mut w = Worker::new(0, 1, cfg.flow.clone(), cfg.max_records);
         let mut chunk = Chunk::default();
         for (idx, mut input) in inputs.into_iter().enumerate() {
             let mut summary = new_summary(&input);
@@ -378,6 +402,7 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
     let mut skipped = [0u64; Skip::ALL.len()];
     let mut flow_stats = FlowStats::default();
     let mut records = Vec::new();
+    let mut summarized = RecordBudget::new(1);
     for w in workers {
         for (i, n) in w.skipped.iter().enumerate() {
             skipped[i] += n;
@@ -391,6 +416,7 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
         cap.tunnelled += w.tunnelled;
         flow_stats.add(w.table.stats());
         records.extend(w.records);
+        summarized.merge(w.budget);
     }
     for s in Skip::ALL {
         cap.not_decoded
@@ -401,6 +427,7 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
         capture: cap,
         flow_stats,
         records,
+        summarized,
     }
 }
 
@@ -440,11 +467,13 @@ fn run_threaded(
         // The flow cap is shared out between the shards.
         let mut fcfg = cfg.flow.clone();
         fcfg.max_flows = (fcfg.max_flows / threads).max(1);
+        fcfg.max_hello_bytes /= threads;
         fcfg.max_dns_entries = fcfg.max_dns_entries.max(1);
+        let max_records = (cfg.max_records / threads).max(1);
         let h = std::thread::Builder::new()
             .name(format!("mdmaudit-worker-{i}"))
             .spawn(move || {
-                let mut w = Worker::new(i, threads, fcfg);
+                let mut w = Worker::new(i, threads, fcfg, max_records);
                 for chunk in rx.iter() {
                     w.chunk(&chunk);
                 }
@@ -555,12 +584,15 @@ impl Pipeline {
             senders.push(tx);
             let mut fcfg = cfg.flow.clone();
             fcfg.max_flows = (fcfg.max_flows / threads).max(1);
+            fcfg.max_hello_bytes /= threads;
             fcfg.max_dns_entries = fcfg.max_dns_entries.max(1);
             let news_tx = news_tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("mdmaudit-worker-{i}"))
                 .spawn(move || {
-                    let mut w = Worker::new(i, threads, fcfg);
+                    // Live runs take the records as they finish and bound them
+                    // with their own `--max-records`.
+                    let mut w = Worker::new(i, threads, fcfg, usize::MAX);
                     for msg in rx.iter() {
                         let state = match msg {
                             WorkerMsg::Chunk(c) => {

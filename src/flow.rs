@@ -327,6 +327,10 @@ pub struct FlowRecord {
     pub one_direction: bool,
     /// The flow left the table because it was idle (false: end of capture) ...
     pub ended_by: EndReason,
+    /// Other flows of the same device, transport, server port, server network and
+    /// outcome that this record stands for: bare flows over `--max-records` are
+    /// folded (see [`crate::budget`]); 0 otherwise.
+    pub folded: u64,
 }
 
 impl FlowRecord {
@@ -350,6 +354,8 @@ pub enum EndReason {
     /// Closed (FIN both ways, or RST) and quiet for `tcp_closed_idle`.
     Closed,
     IdleTimeout,
+    /// Idle for a tenth of its timeout while the table was near its cap.
+    EmergencyTimeout,
     Evicted,
     PortReused,
 }
@@ -375,6 +381,9 @@ pub struct FlowConfig {
     pub service_ports: PortSet,
     /// Client data segments examined for a ClientHello or HTTP request before giving up.
     pub max_hello_segments: u16,
+    /// ClientHello reassembly buffers of all the table's flows together, bytes; a
+    /// flow whose buffer would pass it gives up on its hello (`hello_budget`).
+    pub max_hello_bytes: usize,
 }
 
 impl Default for FlowConfig {
@@ -388,6 +397,7 @@ impl Default for FlowConfig {
             max_dns_entries: 100_000,
             service_ports: PortSet::well_known(),
             max_hello_segments: 32,
+            max_hello_bytes: 64 << 20,
         }
     }
 }
@@ -443,12 +453,20 @@ pub struct FlowStats {
     pub packets_after_close: u64,
     pub flows_evicted_idle: u64,
     pub flows_evicted_cap: u64,
+    /// Times the table filled to 90% of its cap and entered emergency mode (idle
+    /// timeouts a tenth of the configured ones until it is back under 70%).
+    pub emergency_entered: u64,
+    /// Flows ended by an emergency sweep before their normal idle timeout.
+    pub flows_evicted_emergency: u64,
     pub flows_port_reused: u64,
     pub hello_complete: u64,
     pub hello_partial: u64,
     pub hello_incomplete: u64,
     pub hello_overflow: u64,
     pub hello_malformed: u64,
+    /// ClientHellos given up because the table's reassembly buffers were full
+    /// (`--max-hello-bytes`); judged on what they had buffered.
+    pub hello_budget: u64,
     /// QUIC Initials that could not be read (unsupported version, decryption
     /// failure, incomplete or oversized CRYPTO data).
     pub quic_failed: u64,
@@ -473,12 +491,15 @@ impl FlowStats {
         self.packets_after_close += o.packets_after_close;
         self.flows_evicted_idle += o.flows_evicted_idle;
         self.flows_evicted_cap += o.flows_evicted_cap;
+        self.emergency_entered += o.emergency_entered;
+        self.flows_evicted_emergency += o.flows_evicted_emergency;
         self.flows_port_reused += o.flows_port_reused;
         self.hello_complete += o.hello_complete;
         self.hello_partial += o.hello_partial;
         self.hello_incomplete += o.hello_incomplete;
         self.hello_overflow += o.hello_overflow;
         self.hello_malformed += o.hello_malformed;
+        self.hello_budget += o.hello_budget;
         self.quic_failed += o.quic_failed;
         self.dns_responses += o.dns_responses;
         self.dns_malformed += o.dns_malformed;
@@ -544,14 +565,15 @@ struct Flow {
     fins: u8,
     client_acked_after_syn: bool,
     seq: [SeqTrack; 2],
-    name: Option<(String, NameSource)>,
-    sni: Option<String>,
+    // Rare or large parts are boxed: a flow table holds up to a million of these.
+    name: Option<Box<(String, NameSource)>>,
+    sni: Option<Box<str>>,
     app: Option<AppProto>,
     hello: Option<HelloStatus>,
     client_stream: ClientStream,
     client_segments: u16,
     first_frame: FrameRef,
-    icmp: Option<IcmpInfo>,
+    icmp: Option<Box<IcmpInfo>>,
 }
 
 impl Flow {
@@ -573,10 +595,77 @@ impl Flow {
     }
 }
 
+/// The flows of a table: a dense vector of flows and an index from key to slot.
+/// The index's buckets stay small (key and slot) however large a flow grows, so the
+/// table's memory follows the number of flows, not the hash table's power-of-two
+/// growth; sweeps walk the vector.
+#[derive(Default)]
+struct FlowMap {
+    index: HashMap<FlowKey, u32, ahash::RandomState>,
+    slab: Vec<Flow>,
+}
+
+impl FlowMap {
+    fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    fn get(&self, k: &FlowKey) -> Option<&Flow> {
+        let i = *self.index.get(k)?;
+        self.slab.get(i as usize)
+    }
+
+    fn get_mut(&mut self, k: &FlowKey) -> Option<&mut Flow> {
+        let i = *self.index.get(k)?;
+        self.slab.get_mut(i as usize)
+    }
+
+    /// Insert or replace the flow of `k` (the table caps its size far below u32).
+    fn insert(&mut self, k: FlowKey, f: Flow) {
+        match self.index.get(&k).copied() {
+            Some(i) => {
+                if let Some(slot) = self.slab.get_mut(i as usize) {
+                    *slot = f;
+                }
+            }
+            None => {
+                let Ok(i) = u32::try_from(self.slab.len()) else {
+                    return;
+                };
+                self.index.insert(k, i);
+                self.slab.push(f);
+            }
+        }
+    }
+
+    fn remove(&mut self, k: &FlowKey) -> Option<Flow> {
+        let i = self.index.remove(k)? as usize;
+        if i >= self.slab.len() {
+            return None;
+        }
+        let f = self.slab.swap_remove(i);
+        // The last flow moved into slot i.
+        if let Some(moved) = self.slab.get(i) {
+            if let Some(slot) = self.index.get_mut(&moved.key) {
+                *slot = i as u32;
+            }
+        }
+        Some(f)
+    }
+
+    fn values(&self) -> std::slice::Iter<'_, Flow> {
+        self.slab.iter()
+    }
+}
+
 /// One shard of the flow table, with its DNS cache.
 pub struct FlowTable {
     cfg: FlowConfig,
-    flows: HashMap<FlowKey, Flow, ahash::RandomState>,
+    flows: FlowMap,
     dns: DnsCache,
     stats: FlowStats,
     /// Keys of TCP flows that closed and left the table, with when: late packets
@@ -585,7 +674,17 @@ pub struct FlowTable {
     closed: HashMap<FlowKey, Nanos, ahash::RandomState>,
     now: Nanos,
     last_sweep: Nanos,
+    /// Near the cap: idle timeouts are divided by [`EMERGENCY_DIVISOR`].
+    emergency: bool,
+    last_emergency_sweep: Nanos,
+    /// Bytes of ClientHello reassembly buffers held by the table's flows.
+    hello_bytes: usize,
 }
+
+/// In emergency mode (the table at 90% of `max_flows`), idle timeouts are divided by
+/// this, as Suricata's emergency mode shortens its flow timeouts; the table leaves
+/// emergency mode when a sweep brings it under 70%.
+pub const EMERGENCY_DIVISOR: i64 = 10;
 
 /// Names learned from DNS answers, by address.
 struct DnsCache {
@@ -614,7 +713,7 @@ impl FlowTable {
         let cap = cfg.max_dns_entries.max(1);
         FlowTable {
             cfg,
-            flows: HashMap::default(),
+            flows: FlowMap::default(),
             dns: DnsCache {
                 map: HashMap::default(),
                 cap,
@@ -623,6 +722,9 @@ impl FlowTable {
             closed: HashMap::default(),
             now: Nanos::MIN,
             last_sweep: Nanos::MIN,
+            emergency: false,
+            last_emergency_sweep: Nanos::MIN,
+            hello_bytes: 0,
         }
     }
 
@@ -666,12 +768,24 @@ impl FlowTable {
 
     /// End of input: every open flow is finished and pushed to `out`.
     pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
-        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
-        for k in keys {
-            if let Some(f) = self.flows.remove(&k) {
-                out.push(self.record(f, EndReason::EndOfCapture));
-            }
+        while !self.finish_some(usize::MAX, out) {}
+    }
+
+    /// End of input, a part at a time: up to `n` open flows are finished and pushed
+    /// to `out` (the table's memory shrinks as they go); true once none is left.
+    pub fn finish_some(&mut self, n: usize, out: &mut Vec<FlowRecord>) -> bool {
+        for _ in 0..n {
+            let Some(f) = self.flows.slab.pop() else {
+                break;
+            };
+            self.flows.index.remove(&f.key);
+            out.push(self.record(f, EndReason::EndOfCapture));
         }
+        if self.flows.slab.len() < self.flows.slab.capacity() / 2 {
+            self.flows.slab.shrink_to_fit();
+            self.flows.index.shrink_to_fit();
+        }
+        self.flows.is_empty()
     }
 
     fn idle_limit(&self, f: &Flow) -> Nanos {
@@ -684,25 +798,38 @@ impl FlowTable {
     }
 
     fn sweep_idle(&mut self, out: &mut Vec<FlowRecord>) {
+        let divisor = if self.emergency { EMERGENCY_DIVISOR } else { 1 };
         let now = self.now;
-        let expired: Vec<FlowKey> = self
+        let expired: Vec<(FlowKey, bool)> = self
             .flows
             .values()
-            .filter(|f| now.saturating_sub(f.last_ts) > self.idle_limit(f))
-            .map(|f| f.key)
+            .filter_map(|f| {
+                let idle = now.saturating_sub(f.last_ts);
+                let limit = self.idle_limit(f);
+                if idle > limit {
+                    Some((f.key, false))
+                } else if idle > limit / divisor {
+                    Some((f.key, true))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for k in expired {
+        for (k, early) in expired {
             if let Some(f) = self.flows.remove(&k) {
-                let why = self.expiry_reason(&f);
+                let why = self.expiry_reason(&f, early);
                 out.push(self.record(f, why));
             }
         }
-        let keep = self.cfg.tcp_idle;
+        let keep = self.cfg.tcp_idle / divisor;
         self.closed.retain(|_, t| now.saturating_sub(*t) <= keep);
+        if self.emergency && self.flows.len() < self.cfg.max_flows / 10 * 7 {
+            self.emergency = false;
+        }
     }
 
     /// Why an expired flow leaves the table (and the counter that says so).
-    fn expiry_reason(&mut self, f: &Flow) -> EndReason {
+    fn expiry_reason(&mut self, f: &Flow, early: bool) -> EndReason {
         if f.key.transport() == Transport::Tcp && f.closed() {
             self.stats.flows_closed += 1;
             if self.closed.len() >= self.cfg.max_flows {
@@ -715,20 +842,35 @@ impl FlowTable {
             }
             self.closed.insert(f.key, f.last_ts);
             EndReason::Closed
+        } else if early {
+            self.stats.flows_evicted_emergency += 1;
+            EndReason::EmergencyTimeout
         } else {
             self.stats.flows_evicted_idle += 1;
             EndReason::IdleTimeout
         }
     }
 
-    /// Make room for one more flow: idle flows first, then the least recently active
-    /// sixteenth of the table.
+    /// Make room for one more flow. At 90% of the cap the table enters emergency mode
+    /// and sweeps (at most once a second of packet time) with idle timeouts a tenth of
+    /// the configured ones; at the cap, if sweeping freed nothing, the least recently
+    /// active sixteenth of the table is evicted.
     fn make_room(&mut self, out: &mut Vec<FlowRecord>) {
-        if self.flows.len() < self.cfg.max_flows {
+        let cap = self.cfg.max_flows;
+        let len = self.flows.len();
+        if len < cap.saturating_sub(cap / 10) {
             return;
         }
-        self.sweep_idle(out);
-        if self.flows.len() < self.cfg.max_flows {
+        if !self.emergency {
+            self.emergency = true;
+            self.stats.emergency_entered += 1;
+            self.last_emergency_sweep = Nanos::MIN;
+        }
+        if self.now.saturating_sub(self.last_emergency_sweep) >= 1_000_000_000 {
+            self.last_emergency_sweep = self.now;
+            self.sweep_idle(out);
+        }
+        if self.flows.len() < cap {
             return;
         }
         let mut times: Vec<(Nanos, FlowKey)> =
@@ -774,7 +916,7 @@ impl FlowTable {
             fins: 0,
             client_acked_after_syn: false,
             seq: [SeqTrack::default(); 2],
-            name,
+            name: name.map(Box::new),
             sni: None,
             app: None,
             hello: None,
@@ -824,7 +966,7 @@ impl FlowTable {
             if idle || reused {
                 if let Some(f) = self.flows.remove(&key) {
                     let why = if idle {
-                        self.expiry_reason(&f)
+                        self.expiry_reason(&f, false)
                     } else {
                         self.stats.flows_port_reused += 1;
                         EndReason::PortReused
@@ -912,7 +1054,25 @@ impl FlowTable {
         }
 
         if from_client && !t.payload.is_empty() {
+            let before = hello_buffered(f);
             Self::client_payload(&self.cfg, &mut self.stats, f, t);
+            let after = hello_buffered(f);
+            self.hello_bytes = self
+                .hello_bytes
+                .saturating_sub(before)
+                .saturating_add(after);
+            if after > 0 && self.hello_bytes > self.cfg.max_hello_bytes {
+                // Over the table's reassembly budget: this flow gives up on its hello
+                // and is judged on what it buffered (bounded memory, counted).
+                let state = match &mut f.client_stream {
+                    ClientStream::Hello(h) => h.finish(),
+                    _ => tls::HelloState::Incomplete,
+                };
+                self.stats.hello_budget += 1;
+                Self::hello_outcome(&mut self.stats, f, state);
+                f.client_stream = ClientStream::Done;
+                self.hello_bytes = self.hello_bytes.saturating_sub(after);
+            }
         } else if t.sport == 53 && !t.payload.is_empty() {
             if let Some(msg) = t.payload.get(2..) {
                 if let Ok(resp) = dns::parse_response(msg) {
@@ -998,7 +1158,7 @@ impl FlowTable {
         f.app = Some(AppProto::Tls);
         if let Some(sni) = info.and_then(|i| i.sni) {
             let s = sni.as_str().to_string();
-            f.sni = Some(s.clone());
+            f.sni = Some(s.as_str().into());
             set_name(f, s, NameSource::Sni);
         }
     }
@@ -1132,7 +1292,7 @@ impl FlowTable {
                 }
                 if let Some(sni) = info.sni {
                     let s = sni.as_str().to_string();
-                    f.sni = Some(s.clone());
+                    f.sni = Some(s.as_str().into());
                     set_name(f, s, NameSource::Quic);
                 }
             }
@@ -1161,13 +1321,13 @@ impl FlowTable {
             Some(f) => {
                 self.stats.icmp_errors_matched += 1;
                 if f.icmp.is_none() {
-                    f.icmp = Some(IcmpInfo {
+                    f.icmp = Some(Box::new(IcmpInfo {
                         icmp_type: e.icmp_type,
                         code: e.code,
                         admin_prohibited: e.admin_prohibited(),
                         frame: ctx.frame,
                         reporter,
-                    });
+                    }));
                 }
                 f.last_ts = f.last_ts.max(ctx.ts);
             }
@@ -1176,6 +1336,7 @@ impl FlowTable {
     }
 
     fn record(&mut self, mut f: Flow, ended_by: EndReason) -> FlowRecord {
+        self.hello_bytes = self.hello_bytes.saturating_sub(hello_buffered(&f));
         match &mut f.client_stream {
             ClientStream::Hello(h) => {
                 let state = h.finish();
@@ -1238,7 +1399,10 @@ impl FlowTable {
             }
         };
         let (name, name_source) = match f.name {
-            Some((n, s)) => (Some(n), Some(s)),
+            Some(b) => {
+                let (n, s) = *b;
+                (Some(n), Some(s))
+            }
             None => (None, None),
         };
         FlowRecord {
@@ -1261,13 +1425,14 @@ impl FlowTable {
             server_flags: f.flags[1],
             name,
             name_source,
-            sni: f.sni,
+            sni: f.sni.map(String::from),
             app: f.app,
             hello,
             first_frame: f.first_frame,
-            icmp: f.icmp,
+            icmp: f.icmp.map(|b| *b),
             one_direction,
             ended_by,
+            folded: 0,
         }
     }
 }
@@ -1284,10 +1449,18 @@ fn note_first_bytes(f: &mut Flow, from_client: bool, payload_len: u32, ts: Nanos
     }
 }
 
+/// Bytes of ClientHello reassembly buffer a flow holds.
+fn hello_buffered(f: &Flow) -> usize {
+    match &f.client_stream {
+        ClientStream::Hello(h) => h.buffered(),
+        _ => 0,
+    }
+}
+
 /// A better source replaces a worse one; the first name of a source is kept.
 fn set_name(f: &mut Flow, name: String, src: NameSource) {
-    match &f.name {
+    match f.name.as_deref() {
         Some((_, cur)) if *cur <= src => {}
-        _ => f.name = Some((name, src)),
+        _ => f.name = Some(Box::new((name, src))),
     }
 }

@@ -5,6 +5,7 @@
 //! `audit` (with `catalog`) -> `report`.
 
 pub mod audit;
+pub mod budget;
 pub mod capture;
 pub mod catalog;
 pub mod cli;

@@ -654,6 +654,7 @@ pub fn run(a: LiveArgs) -> i32 {
     let mut pipeline = match Pipeline::new(&EngineConfig {
         flow: fcfg,
         threads,
+        max_records: usize::MAX,
     }) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot start worker threads: {e}")),

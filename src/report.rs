@@ -202,6 +202,9 @@ struct FlowMeta<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     one_direction: bool,
     ended_by: crate::flow::EndReason,
+    /// Other bare flows this record stands for (over `--max-records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    folded: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     matches: Vec<MatchOut<'a>>,
 }
@@ -233,6 +236,10 @@ impl std::fmt::Display for ByText<'_> {
             crate::catalog::MatchBy::SiteRole { role, net } => write!(f, "site:{role}={net}"),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One flow as an ECS-shaped record.
@@ -301,6 +308,7 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
             }),
             one_direction: r.one_direction,
             ended_by: r.ended_by,
+            folded: r.folded,
             matches: f
                 .matches
                 .iter()
@@ -416,6 +424,12 @@ pub fn summary_value(r: &ReportInput<'_>) -> Value {
             "direction": r.audit.direction,
         },
         "flow_counters": r.run.flow_stats,
+        "summarized_flows": {
+            "folded_flows": r.run.summarized.folded_flows(),
+            "fold_records": r.run.summarized.fold_records(),
+            "flows": r.run.summarized.summarized(),
+            "rows": r.run.summarized.rows(),
+        },
         "profiles": r.audit.profiles,
         "site": site_value(r.audit),
         "site_suggestions": r.audit.site_suggestions,
@@ -670,11 +684,29 @@ impl Sink for TextSink {
             (Some(x), Some(y)) => (y.saturating_sub(x)) as f64 / 1e9,
             _ => 0.0,
         };
+        // Every flow: those kept, those folded into them, those counted only.
+        let weight = |f: &crate::audit::AuditedFlow| f.record.folded.saturating_add(1);
+        let tcp_rows: u64 = r
+            .run
+            .summarized
+            .rows()
+            .iter()
+            .filter(|row| row.transport == crate::model::Transport::Tcp)
+            .map(|row| row.flows)
+            .sum();
         let tcp = a
             .flows
             .iter()
             .filter(|f| f.record.transport == crate::model::Transport::Tcp)
-            .count();
+            .map(weight)
+            .sum::<u64>()
+            .saturating_add(tcp_rows);
+        let all = a
+            .flows
+            .iter()
+            .map(weight)
+            .sum::<u64>()
+            .saturating_add(r.run.summarized.summarized());
         let _ = writeln!(
             s,
             "capture  {} to {} ({:.1} s), {} packets, {}, {} flows ({} tcp, {} udp)",
@@ -683,9 +715,9 @@ impl Sink for TextSink {
             duration,
             cap.packets,
             human_bytes(cap.bytes),
-            a.flows.len(),
+            all,
             tcp,
-            a.flows.len() - tcp
+            all.saturating_sub(tcp)
         );
         let not_decoded: u64 = cap.not_decoded.values().sum();
         let mut reasons: Vec<String> = cap
@@ -727,6 +759,47 @@ impl Sink for TextSink {
             fs.acks_above_gap,
             fs.acks_seen
         );
+        if fs.emergency_entered > 0 {
+            let _ = writeln!(
+                s,
+                "note     the flow table reached 90% of --max-flows {} time(s): idle timeouts were cut tenfold until it was back under 70% (emergency mode); {} flows ended early that way, {} were evicted at the cap",
+                fs.emergency_entered, fs.flows_evicted_emergency, fs.flows_evicted_cap
+            );
+        }
+        let budget = &r.run.summarized;
+        if budget.folded_flows() > 0 {
+            let _ = writeln!(
+                s,
+                "note     over --max-records, {} bare flows (no name, no payload) were folded into {} records, one per device, transport, server port, server network and outcome: they count in the verdicts through them",
+                budget.folded_flows(),
+                budget.fold_records()
+            );
+        }
+        let summarized = budget.summarized();
+        if summarized > 0 {
+            let rows: Vec<String> = r
+                .run
+                .summarized
+                .rows()
+                .iter()
+                .take(5)
+                .map(|row| {
+                    format!(
+                        "{}/{} {} {}",
+                        row.transport.as_str(),
+                        row.server_port,
+                        row.outcome.as_str(),
+                        row.flows
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "note     {} finished flows were counted, not kept (--max-records): no verdict or flow entry is drawn from them; most: {}",
+                summarized,
+                rows.join(", ")
+            );
+        }
         if cap.truncated_by_snaplen > 0 && cap.packets > 0 {
             let _ = writeln!(
                 s,

@@ -139,6 +139,7 @@ fn rec(frame: u64, client: &str, server: &str, outcome: Outcome, t: i64) -> Flow
         }),
         one_direction: false,
         ended_by: EndReason::EndOfCapture,
+        folded: 0,
     }
 }
 

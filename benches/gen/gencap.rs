@@ -1324,11 +1324,52 @@ fn run_sessions(args: &Args, out: &mut Out, c: &mut Counts) {
 }
 
 /// `concurrent`: flow i is SYN from its own (client, port) to an APNs or FCM server;
-/// every other one is answered by a SYN-ACK. Nothing is kept per flow.
+/// every other one is answered by a SYN-ACK. Nothing is kept per flow. In the middle
+/// of the flood one iPhone (10.20.1.2) tries APNs on TCP 5223 (three SYNs, dropped)
+/// and falls back to TCP 443 with a full TLS session naming courier.push.apple.com:
+/// the fallback a flood must not hide.
 fn run_concurrent(args: &Args, out: &mut Out, c: &mut Counts) {
     let n = args.flows.unwrap_or(10_000_000);
     let mut rng = fastrand::Rng::with_seed(args.seed);
     c.first_ts = T0;
+    let mut master = fastrand::Rng::with_seed(args.seed ^ 0xA995);
+    let mut pool = vec![0u8; 1 << 20];
+    master.fill(&mut pool);
+    let mut ctx = Ctx {
+        profile: Profile::Mixed,
+        rng: fastrand::Rng::with_seed(master.u64(..)),
+        others: Vec::new(),
+        next_port: vec![49_200; N_CLIENTS],
+        next_uid: 0,
+    };
+    let mid = T0 + (n / 2) * 4 * US;
+    let spec = |port| Spec {
+        kind: Kind::Tls,
+        client: 0,
+        v6: false,
+        name: "courier.push.apple.com".to_string(),
+        port,
+    };
+    let mut blocked = ctx.syn_only_flow(&spec(5223), mid);
+    blocked.pkts.truncate(3);
+    let fallback = ctx.tls_flow(&spec(443), mid + 8 * SEC, Some("courier.push.apple.com"));
+    let mut extra: Vec<(u64, Flow)> =
+        vec![(blocked.pkts[0].t, blocked), (fallback.pkts[0].t, fallback)];
+    c.flows += 2;
+    c.by_kind[kind_idx(Kind::SynOnly)] += 1;
+    c.by_kind[kind_idx(Kind::Tls)] += 1;
+    c.sni_tcp += 1;
+    let mut emit_extra = |upto: u64, out: &mut Out, c: &mut Counts| {
+        for (next, f) in extra.iter_mut() {
+            while *next <= upto {
+                c.last_ts = c.last_ts.max(*next);
+                match emit(f, out, &pool) {
+                    Some(t) => *next = t,
+                    None => *next = u64::MAX,
+                }
+            }
+        }
+    };
     for i in 0..n {
         let ci = (i % 65_536) as usize;
         let cip = Ip::V4([10, 100, (ci >> 8) as u8, ci as u8]);
@@ -1343,6 +1384,7 @@ fn run_concurrent(args: &Args, out: &mut Out, c: &mut Counts) {
         };
         let mac = client_mac(ci);
         let t = T0 + i * 4 * US;
+        emit_extra(t, out, c);
         let seq = rng.u32(..);
         let h = tcp_header(cport, sport, F_SYN, seq, 0, 1460, true);
         build(
@@ -1382,11 +1424,13 @@ fn run_concurrent(args: &Args, out: &mut Out, c: &mut Counts) {
         }
         c.flows += 1;
         c.by_kind[kind_idx(Kind::SynOnly)] += 1;
-        c.last_ts = t + 2 * US;
+        c.last_ts = c.last_ts.max(t + 2 * US);
         if out.file_bytes() >= args.target_bytes.unwrap_or(u64::MAX) {
             break;
         }
     }
+    // The episode's packets after the flood's last one.
+    emit_extra(u64::MAX - 1, out, c);
     c.max_open = c.flows as usize;
 }
 
