@@ -9,6 +9,17 @@
 //! destinations outside the catalog. Without one, [`SiteSuggestions`] says which roles
 //! the traffic suggests.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use crate::catalog::{Catalog, Match, MatchBy, PortPath, Requirement, Role};
 use crate::flow::{FlowRecord, FrameRef, NameSource, Outcome};
 use crate::model::{Nanos, Transport};
@@ -428,7 +439,11 @@ pub fn audit(
         let mut verdicts = Vec::with_capacity(flow.matches.len());
         for m in flow.matches.iter() {
             let ri = m.req;
-            let req = &reqs[ri];
+            let Some(req) = reqs.get(ri) else {
+                // No such requirement: no verdict (keeps `verdicts` aligned).
+                verdicts.push(None);
+                continue;
+            };
             let v = if req.legacy.is_some() {
                 Some(Verdict::Legacy)
             } else {
@@ -502,7 +517,9 @@ pub fn audit(
     }
     let mut findings = Vec::new();
     for ((ri, v, dev), fis) in groups {
-        let req = &reqs[ri];
+        let Some(req) = reqs.get(ri) else {
+            continue;
+        };
         let mut ev_flows: BTreeSet<usize> = fis.iter().copied().collect();
         if v == Verdict::Fallback {
             for fi in &fis {
@@ -524,9 +541,11 @@ pub fn audit(
     for f in flows.iter() {
         let n = weight(&f.record);
         for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
-            *seen_flows.entry(m.req).or_default() += n;
+            let seen = seen_flows.entry(m.req).or_default();
+            *seen = seen.saturating_add(n);
             if m.verdict.is_some() {
-                *judged_flows.entry(m.req).or_default() += n;
+                let judged = judged_flows.entry(m.req).or_default();
+                *judged = judged.saturating_add(n);
             }
         }
     }
@@ -541,11 +560,11 @@ pub fn audit(
                 .filter_map(|id| catalog.find(id))
                 .filter_map(|ri| judged_flows.get(&ri).map(|n| (ri, *n)))
                 .max_by_key(|(ri, n)| (*n, std::cmp::Reverse(*ri)));
-            if let Some((ri, n)) = best {
+            if let Some((req, n)) = best.and_then(|(ri, n)| Some((reqs.get(ri)?, n))) {
                 inferred.push(ActiveProfile {
                     name: p.name.clone(),
                     how: "inferred",
-                    evidence: Some(format!("{} flow(s) matched {}", n, reqs[ri].id)),
+                    evidence: Some(format!("{} flow(s) matched {}", n, req.id)),
                 });
             }
         }
@@ -674,7 +693,8 @@ pub fn audit(
         let mut worst: Option<Verdict> = None;
         if let Some(d) = devs {
             for v in d.values() {
-                *counts.entry(v.as_str().to_string()).or_default() += 1;
+                let c = counts.entry(v.as_str().to_string()).or_default();
+                *c = c.saturating_add(1);
                 if worst.is_none_or(|w| rank(*v) > rank(w)) {
                     worst = Some(*v);
                 }
@@ -701,11 +721,11 @@ pub fn audit(
     }
     let mut dev_map: BTreeMap<IpAddr, BTreeMap<String, Verdict>> = BTreeMap::new();
     for (ri, d) in per_req_dev.iter() {
+        let Some(req) = reqs.get(*ri) else {
+            continue;
+        };
         for (ip, v) in d {
-            dev_map
-                .entry(*ip)
-                .or_default()
-                .insert(reqs[*ri].id.clone(), *v);
+            dev_map.entry(*ip).or_default().insert(req.id.clone(), *v);
         }
     }
     let devices = dev_map
@@ -755,7 +775,7 @@ fn rank(v: Verdict) -> u8 {
 /// Lower is more specific: exact names, then a wildcard inside the first label, then
 /// any subdomain; country-code forms after plain ones; then the longer pattern.
 fn pattern_rank(p: &str) -> (u8, std::cmp::Reverse<usize>) {
-    let kind = if p.starts_with("*.") {
+    let kind: u8 = if p.starts_with("*.") {
         2
     } else if p.contains('*') || p.contains('#') {
         1
@@ -763,7 +783,7 @@ fn pattern_rank(p: &str) -> (u8, std::cmp::Reverse<usize>) {
         0
     };
     let cc = if p.contains("[cctld]") { 3 } else { 0 };
-    (kind + cc, std::cmp::Reverse(p.len()))
+    (kind.saturating_add(cc), std::cmp::Reverse(p.len()))
 }
 
 fn match_flow(
@@ -873,7 +893,8 @@ fn make_finding(
                 }
                 (o, _) => o.as_str().to_string(),
             };
-            *c.entry(word).or_default() += 1;
+            let n = c.entry(word).or_default();
+            *n = n.saturating_add(1);
         }
         c.iter()
             .map(|(k, n)| format!("{n} {k}"))
@@ -1057,17 +1078,17 @@ fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
     for r in records.iter().filter(|r| r.transport == Transport::Tcp) {
         let n = weight(r);
         if r.client_packets > 0 && r.server_packets > 0 {
-            both += n;
+            both = both.saturating_add(n);
         } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3) {
-            client_only_answered += n;
+            client_only_answered = client_only_answered.saturating_add(n);
         }
         if r.attempt_failed() {
-            failed += n;
+            failed = failed.saturating_add(n);
         }
     }
     // One direction: clients keep talking with nothing ever captured back, and
     // (almost) no flow shows both directions.
-    let one = client_only_answered > 0 && both * 10 <= client_only_answered;
+    let one = client_only_answered > 0 && both.saturating_mul(10) <= client_only_answered;
     DirectionCheck {
         one_direction: one,
         tcp_flows_both_directions: both,
@@ -1406,7 +1427,7 @@ fn suggest_site(
             continue;
         }
         let e = device_nets.entry(covering(*c)).or_default();
-        e.0 += 1;
+        e.0 = e.0.saturating_add(1);
         e.1.extend(ids.iter().cloned());
     }
     for (net, (n, ids)) in &device_nets {

@@ -14,6 +14,17 @@
 //! twice the limit, so a flood cannot push out the APNs fallback it hides; past that
 //! they are counted only. Every flow counted only is in the report's summary.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -42,10 +53,10 @@ pub struct SummaryRow {
 
 impl SummaryRow {
     fn merge(&mut self, o: &SummaryRow) {
-        self.flows += o.flows;
-        self.flows_with_content += o.flows_with_content;
-        self.packets += o.packets;
-        self.bytes += o.bytes;
+        self.flows = self.flows.saturating_add(o.flows);
+        self.flows_with_content = self.flows_with_content.saturating_add(o.flows_with_content);
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
         if (o.first_ts, o.first_frame) < (self.first_ts, self.first_frame) {
             self.first_ts = o.first_ts;
             self.first_frame = o.first_frame;
@@ -142,17 +153,19 @@ impl RecordBudget {
         let hard = self.limit.saturating_mul(2);
         let mut kept = from.min(records.len());
         let mut i = kept;
-        while i < records.len() {
-            let keep = kept < self.limit || (kept < hard && !is_bare(&records[i]));
+        while let Some(r) = records.get(i) {
+            let bare = is_bare(r);
+            let keep = kept < self.limit || (kept < hard && !bare);
             if keep {
+                // `kept <= i < len`: both indices are in bounds.
                 records.swap(kept, i);
-                kept += 1;
-            } else if is_bare(&records[i]) {
-                self.fold(&records[i]);
+                kept = kept.saturating_add(1);
+            } else if bare {
+                self.fold(r);
             } else {
-                self.count(&records[i]);
+                self.count(r);
             }
-            i += 1;
+            i = i.saturating_add(1);
         }
         records.truncate(kept);
     }
@@ -201,7 +214,7 @@ impl RecordBudget {
     }
 
     fn count(&mut self, r: &FlowRecord) {
-        self.summarized += 1;
+        self.summarized = self.summarized.saturating_add(1);
         let row = SummaryRow {
             transport: r.transport,
             server_port: r.server.port(),
@@ -232,9 +245,9 @@ impl RecordBudget {
 
     /// Merge another shard's summary into this one.
     pub fn merge(&mut self, o: RecordBudget) {
-        self.summarized += o.summarized;
-        self.folded_flows += o.folded_flows;
-        self.fold_records += o.fold_records;
+        self.summarized = self.summarized.saturating_add(o.summarized);
+        self.folded_flows = self.folded_flows.saturating_add(o.folded_flows);
+        self.fold_records = self.fold_records.saturating_add(o.fold_records);
         for (k, row) in o.summary {
             match self.summary.entry(k) {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -262,6 +275,13 @@ impl RecordBudget {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use crate::flow::{EndReason, FrameRef};

@@ -9,6 +9,17 @@
 //! [`FlowRecord`]s. Every cap (flows, buffered hello bytes, DNS cache) is counted
 //! when hit; nothing is dropped silently.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 use crate::decode::{tcp_flags, Decoded, IcmpError, TcpSegment, UdpDatagram, L4};
 use crate::model::{Nanos, Transport};
 use crate::{dns, http, quic, tls};
@@ -434,11 +445,16 @@ impl PortSet {
         }
         s
     }
+    // `p >> 6` is at most 1023: the lookups below never miss (and compile to none).
     pub fn insert(&mut self, p: u16) {
-        self.0[usize::from(p >> 6)] |= 1u64 << (p & 63);
+        if let Some(w) = self.0.get_mut(usize::from(p >> 6)) {
+            *w |= 1u64 << (p & 63);
+        }
     }
     pub fn contains(&self, p: u16) -> bool {
-        self.0[usize::from(p >> 6)] & (1u64 << (p & 63)) != 0
+        self.0
+            .get(usize::from(p >> 6))
+            .is_some_and(|w| w & (1u64 << (p & 63)) != 0)
     }
 }
 
@@ -486,30 +502,40 @@ pub struct FlowStats {
 
 impl FlowStats {
     pub fn add(&mut self, o: &FlowStats) {
-        self.flows_created += o.flows_created;
-        self.flows_closed += o.flows_closed;
-        self.packets_after_close += o.packets_after_close;
-        self.flows_evicted_idle += o.flows_evicted_idle;
-        self.flows_evicted_cap += o.flows_evicted_cap;
-        self.emergency_entered += o.emergency_entered;
-        self.flows_evicted_emergency += o.flows_evicted_emergency;
-        self.flows_port_reused += o.flows_port_reused;
-        self.hello_complete += o.hello_complete;
-        self.hello_partial += o.hello_partial;
-        self.hello_incomplete += o.hello_incomplete;
-        self.hello_overflow += o.hello_overflow;
-        self.hello_malformed += o.hello_malformed;
-        self.hello_budget += o.hello_budget;
-        self.quic_failed += o.quic_failed;
-        self.dns_responses += o.dns_responses;
-        self.dns_malformed += o.dns_malformed;
-        self.dns_answers += o.dns_answers;
-        self.dns_cache_evictions += o.dns_cache_evictions;
-        self.icmp_errors_matched += o.icmp_errors_matched;
-        self.icmp_errors_unmatched += o.icmp_errors_unmatched;
-        self.acks_above_gap += o.acks_above_gap;
-        self.acks_seen += o.acks_seen;
-        self.gap_bytes += o.gap_bytes;
+        self.flows_created = self.flows_created.saturating_add(o.flows_created);
+        self.flows_closed = self.flows_closed.saturating_add(o.flows_closed);
+        self.packets_after_close = self
+            .packets_after_close
+            .saturating_add(o.packets_after_close);
+        self.flows_evicted_idle = self.flows_evicted_idle.saturating_add(o.flows_evicted_idle);
+        self.flows_evicted_cap = self.flows_evicted_cap.saturating_add(o.flows_evicted_cap);
+        self.emergency_entered = self.emergency_entered.saturating_add(o.emergency_entered);
+        self.flows_evicted_emergency = self
+            .flows_evicted_emergency
+            .saturating_add(o.flows_evicted_emergency);
+        self.flows_port_reused = self.flows_port_reused.saturating_add(o.flows_port_reused);
+        self.hello_complete = self.hello_complete.saturating_add(o.hello_complete);
+        self.hello_partial = self.hello_partial.saturating_add(o.hello_partial);
+        self.hello_incomplete = self.hello_incomplete.saturating_add(o.hello_incomplete);
+        self.hello_overflow = self.hello_overflow.saturating_add(o.hello_overflow);
+        self.hello_malformed = self.hello_malformed.saturating_add(o.hello_malformed);
+        self.hello_budget = self.hello_budget.saturating_add(o.hello_budget);
+        self.quic_failed = self.quic_failed.saturating_add(o.quic_failed);
+        self.dns_responses = self.dns_responses.saturating_add(o.dns_responses);
+        self.dns_malformed = self.dns_malformed.saturating_add(o.dns_malformed);
+        self.dns_answers = self.dns_answers.saturating_add(o.dns_answers);
+        self.dns_cache_evictions = self
+            .dns_cache_evictions
+            .saturating_add(o.dns_cache_evictions);
+        self.icmp_errors_matched = self
+            .icmp_errors_matched
+            .saturating_add(o.icmp_errors_matched);
+        self.icmp_errors_unmatched = self
+            .icmp_errors_unmatched
+            .saturating_add(o.icmp_errors_unmatched);
+        self.acks_above_gap = self.acks_above_gap.saturating_add(o.acks_above_gap);
+        self.acks_seen = self.acks_seen.saturating_add(o.acks_seen);
+        self.gap_bytes = self.gap_bytes.saturating_add(o.gap_bytes);
     }
 }
 
@@ -576,18 +602,31 @@ struct Flow {
     icmp: Option<Box<IcmpInfo>>,
 }
 
+/// The sender's slot of a per-side pair (`[client, server]`).
+#[inline(always)]
+fn side_of<T>(pair: &mut [T; 2], from_client: bool) -> &mut T {
+    let [client, server] = pair;
+    if from_client {
+        client
+    } else {
+        server
+    }
+}
+
 impl Flow {
-    /// Count one packet of this flow; returns whether the client sent it, and the
-    /// side index (0 client, 1 server).
-    fn account(&mut self, src_is_a: bool, ctx: &PacketCtx, payload_len: u32) -> (bool, usize) {
+    /// Count one packet of this flow (counters saturate); returns whether the client
+    /// sent it.
+    fn account(&mut self, src_is_a: bool, ctx: &PacketCtx, payload_len: u32) -> bool {
         let from_client = src_is_a == self.a_is_client;
-        let side = usize::from(!from_client);
         self.last_ts = self.last_ts.max(ctx.ts);
-        self.packets[side] += 1;
-        self.bytes[side] += u64::from(ctx.wire_len);
-        self.payload[side] += u64::from(payload_len);
+        let p = side_of(&mut self.packets, from_client);
+        *p = p.saturating_add(1);
+        let b = side_of(&mut self.bytes, from_client);
+        *b = b.saturating_add(u64::from(ctx.wire_len));
+        let l = side_of(&mut self.payload, from_client);
+        *l = l.saturating_add(u64::from(payload_len));
         note_first_bytes(self, from_client, payload_len, ctx.ts);
-        (from_client, side)
+        from_client
     }
 
     fn closed(&self) -> bool {
@@ -698,11 +737,14 @@ impl DnsCache {
             // Drop the older half: bounded memory, counted.
             let mut times: Vec<Nanos> = self.map.values().map(|v| v.1).collect();
             let mid = times.len() / 2;
-            let (_, cut, _) = times.select_nth_unstable(mid);
-            let cut = *cut;
-            let before = self.map.len();
-            self.map.retain(|_, v| v.1 > cut);
-            stats.dns_cache_evictions += (before - self.map.len()) as u64;
+            if mid < times.len() {
+                let (_, cut, _) = times.select_nth_unstable(mid);
+                let cut = *cut;
+                let before = self.map.len();
+                self.map.retain(|_, v| v.1 > cut);
+                let evicted = before.saturating_sub(self.map.len()) as u64;
+                stats.dns_cache_evictions = stats.dns_cache_evictions.saturating_add(evicted);
+            }
         }
         self.map.insert(addr, (name, ts));
     }
@@ -798,7 +840,14 @@ impl FlowTable {
     }
 
     fn sweep_idle(&mut self, out: &mut Vec<FlowRecord>) {
-        let divisor = if self.emergency { EMERGENCY_DIVISOR } else { 1 };
+        let emergency = self.emergency;
+        let shorten = |t: Nanos| {
+            if emergency {
+                t / EMERGENCY_DIVISOR
+            } else {
+                t
+            }
+        };
         let now = self.now;
         let expired: Vec<(FlowKey, bool)> = self
             .flows
@@ -808,7 +857,7 @@ impl FlowTable {
                 let limit = self.idle_limit(f);
                 if idle > limit {
                     Some((f.key, false))
-                } else if idle > limit / divisor {
+                } else if idle > shorten(limit) {
                     Some((f.key, true))
                 } else {
                     None
@@ -821,9 +870,9 @@ impl FlowTable {
                 out.push(self.record(f, why));
             }
         }
-        let keep = self.cfg.tcp_idle / divisor;
+        let keep = shorten(self.cfg.tcp_idle);
         self.closed.retain(|_, t| now.saturating_sub(*t) <= keep);
-        if self.emergency && self.flows.len() < self.cfg.max_flows / 10 * 7 {
+        if self.emergency && self.flows.len() < (self.cfg.max_flows / 10).saturating_mul(7) {
             self.emergency = false;
         }
     }
@@ -831,22 +880,25 @@ impl FlowTable {
     /// Why an expired flow leaves the table (and the counter that says so).
     fn expiry_reason(&mut self, f: &Flow, early: bool) -> EndReason {
         if f.key.transport() == Transport::Tcp && f.closed() {
-            self.stats.flows_closed += 1;
+            self.stats.flows_closed = self.stats.flows_closed.saturating_add(1);
             if self.closed.len() >= self.cfg.max_flows {
                 // Bounded: forget the older half.
                 let mut times: Vec<Nanos> = self.closed.values().copied().collect();
                 let mid = times.len() / 2;
-                let (_, cut, _) = times.select_nth_unstable(mid);
-                let cut = *cut;
-                self.closed.retain(|_, t| *t > cut);
+                if mid < times.len() {
+                    let (_, cut, _) = times.select_nth_unstable(mid);
+                    let cut = *cut;
+                    self.closed.retain(|_, t| *t > cut);
+                }
             }
             self.closed.insert(f.key, f.last_ts);
             EndReason::Closed
         } else if early {
-            self.stats.flows_evicted_emergency += 1;
+            self.stats.flows_evicted_emergency =
+                self.stats.flows_evicted_emergency.saturating_add(1);
             EndReason::EmergencyTimeout
         } else {
-            self.stats.flows_evicted_idle += 1;
+            self.stats.flows_evicted_idle = self.stats.flows_evicted_idle.saturating_add(1);
             EndReason::IdleTimeout
         }
     }
@@ -863,7 +915,7 @@ impl FlowTable {
         }
         if !self.emergency {
             self.emergency = true;
-            self.stats.emergency_entered += 1;
+            self.stats.emergency_entered = self.stats.emergency_entered.saturating_add(1);
             self.last_emergency_sweep = Nanos::MIN;
         }
         if self.now.saturating_sub(self.last_emergency_sweep) >= 1_000_000_000 {
@@ -876,19 +928,23 @@ impl FlowTable {
         let mut times: Vec<(Nanos, FlowKey)> =
             self.flows.values().map(|f| (f.last_ts, f.key)).collect();
         let n = (times.len() / 16).max(1);
-        times.select_nth_unstable(n - 1);
+        // `n - 1` is a valid index unless the table is empty (a cap of 0).
+        let Some(last) = n.checked_sub(1).filter(|&i| i < times.len()) else {
+            return;
+        };
+        times.select_nth_unstable(last);
         times.truncate(n);
         times.sort();
         for (_, k) in times {
             if let Some(f) = self.flows.remove(&k) {
-                self.stats.flows_evicted_cap += 1;
+                self.stats.flows_evicted_cap = self.stats.flows_evicted_cap.saturating_add(1);
                 out.push(self.record(f, EndReason::Evicted));
             }
         }
     }
 
     fn new_flow(&mut self, ctx: &PacketCtx, key: FlowKey, a_is_client: bool) -> Flow {
-        self.stats.flows_created += 1;
+        self.stats.flows_created = self.stats.flows_created.saturating_add(1);
         let server = if a_is_client { key.b() } else { key.a() };
         let name = self
             .dns
@@ -968,7 +1024,8 @@ impl FlowTable {
                     let why = if idle {
                         self.expiry_reason(&f, false)
                     } else {
-                        self.stats.flows_port_reused += 1;
+                        self.stats.flows_port_reused =
+                            self.stats.flows_port_reused.saturating_add(1);
                         EndReason::PortReused
                     };
                     out.push(self.record(f, why));
@@ -977,7 +1034,7 @@ impl FlowTable {
         }
         if stale.is_none() && !pure_syn && self.closed.contains_key(&key) {
             // A late packet of a connection that already closed.
-            self.stats.packets_after_close += 1;
+            self.stats.packets_after_close = self.stats.packets_after_close.saturating_add(1);
             return;
         }
         if stale.is_none_or(|(idle, reused)| idle || reused) {
@@ -994,12 +1051,12 @@ impl FlowTable {
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
-        let (from_client, side) = f.account(src_is_a, ctx, t.payload_len);
-        f.flags[side] |= t.flags;
+        let from_client = f.account(src_is_a, ctx, t.payload_len);
+        *side_of(&mut f.flags, from_client) |= t.flags;
 
         if from_client {
             if pure_syn {
-                f.syns += 1;
+                f.syns = f.syns.saturating_add(1);
                 if f.client_isn.is_none() {
                     f.client_isn = Some(t.seq);
                 }
@@ -1021,25 +1078,33 @@ impl FlowTable {
             }
         }
         if t.has(tcp_flags::FIN) {
-            f.fins |= 1 << side;
+            f.fins |= if from_client { 1 } else { 2 };
         }
 
         // Capture-loss estimate (Zeek's capture-loss): an ACK that acknowledges bytes
         // the other side was never seen sending.
-        let other = 1 - side;
+        let [client_seq, server_seq] = &mut f.seq;
+        let (mine, theirs) = if from_client {
+            (client_seq, server_seq)
+        } else {
+            (server_seq, client_seq)
+        };
         if t.has(tcp_flags::ACK) && !t.has(tcp_flags::SYN) && !t.has(tcp_flags::RST) {
-            let advanced = match f.seq[side].last_ack {
+            let advanced = match mine.last_ack {
                 Some(prev) => seq_after(t.ack, prev),
                 None => true,
             };
             if advanced {
-                f.seq[side].last_ack = Some(t.ack);
-                if let Some(next) = f.seq[other].next {
-                    self.stats.acks_seen += 1;
+                mine.last_ack = Some(t.ack);
+                if let Some(next) = theirs.next {
+                    self.stats.acks_seen = self.stats.acks_seen.saturating_add(1);
                     if seq_after(t.ack, next) {
-                        self.stats.acks_above_gap += 1;
-                        self.stats.gap_bytes += u64::from(t.ack.wrapping_sub(next));
-                        f.seq[other].next = Some(t.ack);
+                        self.stats.acks_above_gap = self.stats.acks_above_gap.saturating_add(1);
+                        self.stats.gap_bytes = self
+                            .stats
+                            .gap_bytes
+                            .saturating_add(u64::from(t.ack.wrapping_sub(next)));
+                        theirs.next = Some(t.ack);
                     }
                 }
             }
@@ -1048,9 +1113,9 @@ impl FlowTable {
             .payload_len
             .wrapping_add(u32::from(t.has(tcp_flags::SYN) || t.has(tcp_flags::FIN)));
         let end = t.seq.wrapping_add(seg_len);
-        match f.seq[side].next {
+        match mine.next {
             Some(n) if !seq_after(end, n) => {}
-            _ => f.seq[side].next = Some(end),
+            _ => mine.next = Some(end),
         }
 
         if from_client && !t.payload.is_empty() {
@@ -1068,7 +1133,7 @@ impl FlowTable {
                     ClientStream::Hello(h) => h.finish(),
                     _ => tls::HelloState::Incomplete,
                 };
-                self.stats.hello_budget += 1;
+                self.stats.hello_budget = self.stats.hello_budget.saturating_add(1);
                 Self::hello_outcome(&mut self.stats, f, state);
                 f.client_stream = ClientStream::Done;
                 self.hello_bytes = self.hello_bytes.saturating_sub(after);
@@ -1133,10 +1198,10 @@ impl FlowTable {
             tls::HelloState::NeedMore | tls::HelloState::NotTls | tls::HelloState::Closed => return,
             tls::HelloState::Done(info) => {
                 let status = if info.partial {
-                    stats.hello_partial += 1;
+                    stats.hello_partial = stats.hello_partial.saturating_add(1);
                     HelloStatus::Partial
                 } else {
-                    stats.hello_complete += 1;
+                    stats.hello_complete = stats.hello_complete.saturating_add(1);
                     HelloStatus::Complete
                 };
                 f.hello = Some(status);
@@ -1192,11 +1257,11 @@ impl FlowTable {
 
     fn learn_dns(&mut self, resp: &dns::DnsResponse, ts: Nanos, own: bool) {
         if own {
-            self.stats.dns_responses += 1;
+            self.stats.dns_responses = self.stats.dns_responses.saturating_add(1);
         }
         for r in dns::resolve_chain(resp) {
             if own {
-                self.stats.dns_answers += 1;
+                self.stats.dns_answers = self.stats.dns_answers.saturating_add(1);
             }
             self.dns
                 .insert(r.addr, r.name.as_str().to_string(), ts, &mut self.stats);
@@ -1222,7 +1287,7 @@ impl FlowTable {
             .map(|f| ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle);
         if idle == Some(true) {
             if let Some(f) = self.flows.remove(&key) {
-                self.stats.flows_evicted_idle += 1;
+                self.stats.flows_evicted_idle = self.stats.flows_evicted_idle.saturating_add(1);
                 out.push(self.record(f, EndReason::IdleTimeout));
             }
         }
@@ -1239,7 +1304,7 @@ impl FlowTable {
         let Some(f) = self.flows.get_mut(&key) else {
             return;
         };
-        let (from_client, _) = f.account(src_is_a, ctx, u.payload_len);
+        let from_client = f.account(src_is_a, ctx, u.payload_len);
         if u.sport == 53 {
             match dns::parse_response(u.payload) {
                 Ok(resp) => {
@@ -1247,7 +1312,7 @@ impl FlowTable {
                     let ts = ctx.ts;
                     self.learn_dns(&resp, ts, true);
                 }
-                Err(_) => self.stats.dns_malformed += 1,
+                Err(_) => self.stats.dns_malformed = self.stats.dns_malformed.saturating_add(1),
             }
         } else if from_client && u.dport == 53 && f.app.is_none() {
             f.app = Some(AppProto::Dns);
@@ -1284,10 +1349,10 @@ impl FlowTable {
             quic::QuicState::Done(info) => {
                 f.app = Some(AppProto::Quic);
                 if info.partial {
-                    stats.hello_partial += 1;
+                    stats.hello_partial = stats.hello_partial.saturating_add(1);
                     f.hello = Some(HelloStatus::Partial);
                 } else {
-                    stats.hello_complete += 1;
+                    stats.hello_complete = stats.hello_complete.saturating_add(1);
                     f.hello = Some(HelloStatus::Complete);
                 }
                 if let Some(sni) = info.sni {
@@ -1298,7 +1363,7 @@ impl FlowTable {
             }
             quic::QuicState::Failed(e) => {
                 f.app = Some(AppProto::Quic);
-                stats.quic_failed += 1;
+                stats.quic_failed = stats.quic_failed.saturating_add(1);
                 f.hello = Some(match e {
                     quic::QuicError::TooLarge | quic::QuicError::TooFragmented => {
                         HelloStatus::Overflow
@@ -1319,7 +1384,7 @@ impl FlowTable {
         );
         match self.flows.get_mut(&key) {
             Some(f) => {
-                self.stats.icmp_errors_matched += 1;
+                self.stats.icmp_errors_matched = self.stats.icmp_errors_matched.saturating_add(1);
                 if f.icmp.is_none() {
                     f.icmp = Some(Box::new(IcmpInfo {
                         icmp_type: e.icmp_type,
@@ -1331,7 +1396,10 @@ impl FlowTable {
                 }
                 f.last_ts = f.last_ts.max(ctx.ts);
             }
-            None => self.stats.icmp_errors_unmatched += 1,
+            None => {
+                self.stats.icmp_errors_unmatched =
+                    self.stats.icmp_errors_unmatched.saturating_add(1)
+            }
         }
     }
 
@@ -1357,13 +1425,13 @@ impl FlowTable {
         };
         let hello = f.hello;
         if hello == Some(HelloStatus::Incomplete) {
-            self.stats.hello_incomplete += 1;
+            self.stats.hello_incomplete = self.stats.hello_incomplete.saturating_add(1);
         }
         if hello == Some(HelloStatus::Overflow) {
-            self.stats.hello_overflow += 1;
+            self.stats.hello_overflow = self.stats.hello_overflow.saturating_add(1);
         }
         if hello == Some(HelloStatus::Malformed) {
-            self.stats.hello_malformed += 1;
+            self.stats.hello_malformed = self.stats.hello_malformed.saturating_add(1);
         }
         let one_direction;
         let outcome = match f.key.transport() {
