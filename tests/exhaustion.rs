@@ -95,7 +95,14 @@ fn syn_flood_hits_every_cap_and_the_fallback_in_it_is_still_found() {
         if i == FLOWS / 2 {
             let (me, srv) = ("10.20.1.2", "17.57.146.53");
             for k in 0..3u64 {
-                let f = tcp(&format!("{me}:50001"), &format!("{srv}:5223"), SYN, 7, 0, &[]);
+                let f = tcp(
+                    &format!("{me}:50001"),
+                    &format!("{srv}:5223"),
+                    SYN,
+                    7,
+                    0,
+                    &[],
+                );
                 p.put(t + 1 + k * 1_000_000, &f);
             }
             let (c, s) = (format!("{me}:50002"), format!("{srv}:443"));
@@ -103,8 +110,21 @@ fn syn_flood_hits_every_cap_and_the_fallback_in_it_is_still_found() {
             p.put(t0, &tcp(&c, &s, SYN, 100, 0, &[]));
             p.put(t0 + 20_000, &tcp(&s, &c, SYN | ACK, 900, 101, &[]));
             p.put(t0 + 20_100, &tcp(&c, &s, ACK, 101, 901, &[]));
-            p.put(t0 + 20_200, &tcp(&c, &s, PSH | ACK, 101, 901, OPENSSL_HELLO));
-            p.put(t0 + 40_000, &tcp(&s, &c, PSH | ACK, 901, 101 + OPENSSL_HELLO.len() as u32, &[0x16; 200]));
+            p.put(
+                t0 + 20_200,
+                &tcp(&c, &s, PSH | ACK, 101, 901, OPENSSL_HELLO),
+            );
+            p.put(
+                t0 + 40_000,
+                &tcp(
+                    &s,
+                    &c,
+                    PSH | ACK,
+                    901,
+                    101 + OPENSSL_HELLO.len() as u32,
+                    &[0x16; 200],
+                ),
+            );
         }
         let server = format!("{}:5223", apns(i));
         let c = format!("{client}:{cport}");
@@ -124,11 +144,13 @@ fn syn_flood_hits_every_cap_and_the_fallback_in_it_is_still_found() {
     assert_eq!(all_flows(&v), u64::from(FLOWS) + 2);
     let ev = fallback_evidence(&v);
     assert!(
-        ev.iter().any(|e| e["port"] == 5223 && e["outcome"] == "unanswered"),
+        ev.iter()
+            .any(|e| e["port"] == 5223 && e["outcome"] == "unanswered"),
         "{ev:#?}"
     );
     assert!(
-        ev.iter().any(|e| e["port"] == 443 && e["outcome"] == "established"),
+        ev.iter()
+            .any(|e| e["port"] == 443 && e["outcome"] == "established"),
         "{ev:#?}"
     );
     // More flooding devices than the budget holds: the attempts past it are counted
@@ -153,7 +175,12 @@ fn hellos_that_never_complete_stay_within_the_reassembly_budget() {
     first[3..5].copy_from_slice(&0x2000u16.to_be_bytes());
     first[6..9].copy_from_slice(&[0x00, 0x1f, 0xfc]);
     for i in 0..FLOWS {
-        let c = format!("10.30.{}.{}:{}", (i >> 8) & 0xff, i & 0xff, 40_000 + (i >> 16));
+        let c = format!(
+            "10.30.{}.{}:{}",
+            (i >> 8) & 0xff,
+            i & 0xff,
+            40_000 + (i >> 16)
+        );
         let s = format!("17.57.145.{}:443", 1 + i % 200);
         let t = u64::from(i) * 50;
         p.put(t, &tcp(&c, &s, SYN, 10, 0, &[]));
@@ -180,20 +207,7 @@ fn dns_answer_storm_is_bounded_by_the_cache_cap() {
     let mut p = Pcap::create(&path);
     for i in 0..50_000u32 {
         let name = format!("h{i}.storm.example");
-        let mut msg = vec![
-            (i >> 8) as u8,
-            i as u8,
-            0x81,
-            0x80,
-            0,
-            1,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-        ];
+        let mut msg = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
         for label in name.split('.') {
             msg.push(label.len() as u8);
             msg.extend_from_slice(label.as_bytes());
@@ -201,7 +215,11 @@ fn dns_answer_storm_is_bounded_by_the_cache_cap() {
         msg.extend_from_slice(&[0, 0, 1, 0, 1]);
         msg.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
         msg.extend_from_slice(&[198, 51, (i >> 8) as u8, i as u8]);
-        let f = udp("10.0.0.53:53", &format!("10.40.0.{}:{}", 1 + i % 200, 30_000 + i % 20_000), &msg);
+        let f = udp(
+            "10.0.0.53:53",
+            &format!("10.40.0.{}:{}", 1 + i % 200, 30_000 + i % 20_000),
+            &msg,
+        );
         p.put(u64::from(i) * 100, &f);
     }
     drop(p);
