@@ -653,30 +653,39 @@ impl FlowMap {
         self.slab.is_empty()
     }
 
-    fn get(&self, k: &FlowKey) -> Option<&Flow> {
-        let i = *self.index.get(k)?;
-        self.slab.get(i as usize)
-    }
-
     fn get_mut(&mut self, k: &FlowKey) -> Option<&mut Flow> {
         let i = *self.index.get(k)?;
         self.slab.get_mut(i as usize)
     }
 
-    /// Insert or replace the flow of `k` (the table caps its size far below u32).
-    fn insert(&mut self, k: FlowKey, f: Flow) {
+    /// The slot of `k`'s flow: one lookup, then [`FlowMap::at`] / [`FlowMap::at_mut`].
+    fn slot(&self, k: &FlowKey) -> Option<u32> {
+        self.index.get(k).copied()
+    }
+
+    fn at(&self, slot: u32) -> Option<&Flow> {
+        self.slab.get(slot as usize)
+    }
+
+    fn at_mut(&mut self, slot: u32) -> Option<&mut Flow> {
+        self.slab.get_mut(slot as usize)
+    }
+
+    /// Insert or replace the flow of `k` (the table caps its size far below u32);
+    /// returns its slot.
+    fn insert(&mut self, k: FlowKey, f: Flow) -> Option<u32> {
         match self.index.get(&k).copied() {
             Some(i) => {
                 if let Some(slot) = self.slab.get_mut(i as usize) {
                     *slot = f;
                 }
+                Some(i)
             }
             None => {
-                let Ok(i) = u32::try_from(self.slab.len()) else {
-                    return;
-                };
+                let i = u32::try_from(self.slab.len()).ok()?;
                 self.index.insert(k, i);
                 self.slab.push(f);
+                Some(i)
             }
         }
     }
@@ -1011,7 +1020,8 @@ impl FlowTable {
         );
         let pure_syn = t.has(tcp_flags::SYN) && !t.has(tcp_flags::ACK);
         // A new connection on a finished 5-tuple, or one idle past its timeout.
-        let stale = self.flows.get(&key).map(|f| {
+        let mut slot = self.flows.slot(&key);
+        let stale = slot.and_then(|i| self.flows.at(i)).map(|f| {
             let idle = ctx.ts.saturating_sub(f.last_ts) > self.idle_limit(f);
             let reused = pure_syn
                 && f.client_isn.is_some_and(|isn| isn != t.seq)
@@ -1046,9 +1056,9 @@ impl FlowTable {
                 self.midstream_src_is_client(t.sport, t.dport)
             };
             let f = self.new_flow(ctx, key, src_is_client == src_is_a);
-            self.flows.insert(key, f);
+            slot = self.flows.insert(key, f);
         }
-        let Some(f) = self.flows.get_mut(&key) else {
+        let Some(f) = slot.and_then(|i| self.flows.at_mut(i)) else {
             return;
         };
         let from_client = f.account(src_is_a, ctx, t.payload_len);
@@ -1281,9 +1291,9 @@ impl FlowTable {
             SocketAddr::new(src, u.sport),
             SocketAddr::new(dst, u.dport),
         );
-        let idle = self
-            .flows
-            .get(&key)
+        let mut slot = self.flows.slot(&key);
+        let idle = slot
+            .and_then(|i| self.flows.at(i))
             .map(|f| ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle);
         if idle == Some(true) {
             if let Some(f) = self.flows.remove(&key) {
@@ -1299,9 +1309,9 @@ impl FlowTable {
             let d = self.cfg.service_ports.contains(u.dport);
             let src_is_client = !s || d;
             let f = self.new_flow(ctx, key, src_is_client == src_is_a);
-            self.flows.insert(key, f);
+            slot = self.flows.insert(key, f);
         }
-        let Some(f) = self.flows.get_mut(&key) else {
+        let Some(f) = slot.and_then(|i| self.flows.at_mut(i)) else {
             return;
         };
         let from_client = f.account(src_is_a, ctx, u.payload_len);
