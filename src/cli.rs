@@ -142,6 +142,10 @@ pub struct FlowArgs {
     /// Idle timeout of UDP flows, seconds of packet time.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub udp_idle: u64,
+    /// Client data segments examined per flow for a ClientHello or HTTP request
+    /// before giving up (counted: hello_incomplete).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_hello_segments: u16,
     /// Cap on the memory of ClientHello reassembly buffers, all flows together
     /// (bytes; K, M, G suffixes not accepted). A flow that would pass it gives up on
     /// its hello and is judged on what it buffered (counted: hello_budget).
@@ -177,6 +181,7 @@ impl FlowArgs {
             udp_idle: secs(self.udp_idle),
             max_dns_entries: self.max_dns_entries,
             max_hello_bytes: self.max_hello_bytes,
+            max_hello_segments: self.max_hello_segments.max(1),
             service_ports: ports,
             ..FlowConfig::default()
         }
@@ -219,8 +224,10 @@ pub struct AuditArgs {
     pub flow: FlowArgs,
     /// Finished flows kept in full for the verdicts and the flow list. Beyond it, flows
     /// with no name and no payload (SYN-only, refused: what a flood is made of) are
-    /// counted per port and outcome instead; flows with a name or data are still kept
-    /// up to twice the number. The report says how many were counted only.
+    /// folded, one record per device, transport, server port, server network and
+    /// outcome standing for all of them (at most this many such records); flows with
+    /// a name or data are kept up to twice the number; the rest is counted per port
+    /// and outcome. The report says how many were folded or counted.
     #[arg(long, default_value_t = 250_000, value_name = "N")]
     pub max_records: usize,
     /// Decode and flow worker threads (default: the cores available). The report is
