@@ -397,7 +397,7 @@ if cm and cs:
         ev = "no report (the run did not finish)"
     lines.append(
         f"`{os.path.basename(ctx['concurrent_capture'])}`: {cm['bytes'] / 1e6:.0f} MB, {cm['packets']:,} packets, {cm['flows']:,} flows all open at once "
-        f"(SYN, half answered by SYN-ACK). mdmaudit (default caps, {ctx.get('concurrent_format')} report to a file, address space capped at 16 GiB, time limit {ctx.get('concurrent_timeout')} s): "
+        f"(SYN, half answered by SYN-ACK; one iPhone's APNs fallback in the middle, checked by `scripts/flood-run`). mdmaudit (default caps, {ctx.get('concurrent_format')} report to a file, address space capped at 16 GiB, time limit {ctx.get('concurrent_timeout')} s): "
         f"wall {fmt(cs['wall'])} s, CPU {fmt(cs['cpu'])} s, peak RSS {fmt(cs['rss_mb'], 0)} MB, exit {cs['rcs']}; {ev}."
     )
     lines.append("")
