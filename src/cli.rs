@@ -484,8 +484,10 @@ pub(crate) fn write_atomically(
     // -o /dev/stdout) is written in place: renaming over it would replace it.
     if let Ok(m) = std::fs::metadata(path) {
         if !m.is_file() {
-            let mut w =
-                std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+            let mut w = std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::OpenOptions::new().write(true).open(path)?,
+            );
             f(&mut w)?;
             return w.flush();
         }
@@ -499,12 +501,14 @@ pub(crate) fn write_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Readers never see a half-written report. It is not fsync'd: the report is
+    // not a database, and flushing 100 MB of JSON to disk cost a second or more of
+    // every run (the kernel writes it back as usual).
     let res = (|| {
         let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         f(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        w.into_inner().map_err(|e| e.into_error())?;
         std::fs::rename(&tmp, path)
     })();
     if res.is_err() {
