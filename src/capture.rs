@@ -23,7 +23,8 @@ pub struct RawPacket<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Damage {
     pub file: String,
-    /// Byte offset of the record that could not be read.
+    /// Byte offset where libpcap's next read began (the end of the last packet
+    /// record or block read): where the damaged record or block starts.
     pub offset: Option<u64>,
     /// Packets read from this file before the damage.
     pub packets_read: u64,
