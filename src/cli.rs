@@ -438,6 +438,7 @@ fn run_audit(a: AuditArgs) -> i32 {
         catalog_requirements: catalog.requirements().len(),
         show_devices: a.report.devices,
         show_flows: a.report.flows,
+        threads,
         color,
     };
     let format = match a.format {

@@ -995,6 +995,7 @@ fn write_final(
         catalog_requirements: catalog.requirements().len(),
         show_devices: a.report.devices,
         show_flows: a.report.flows,
+        threads: 1,
         color,
     };
     let format = match a.format {

@@ -33,6 +33,66 @@ pub struct ReportInput<'a> {
     pub show_devices: bool,
     pub show_flows: bool,
     pub color: bool,
+    /// Threads that may format the flow list (JSON and NDJSON); the output is the
+    /// same whatever the number.
+    pub threads: usize,
+}
+
+/// Flows formatted per thread and per round: large enough to amortize the threads,
+/// small enough to keep a round's buffers to a few tens of MB.
+const FLOWS_PER_BLOCK: usize = 4096;
+
+/// Write every flow as one JSON object, `sep(i)` before flow `i` (and `end` after
+/// each), formatting blocks of flows on `threads` threads and writing them in order.
+fn write_flows(
+    out: &mut dyn Write,
+    flows: &[crate::audit::AuditedFlow],
+    files: &[String],
+    threads: usize,
+    sep: &(dyn Fn(usize) -> &'static [u8] + Sync),
+    end: &'static [u8],
+) -> io::Result<()> {
+    let format = |first: usize, block: &[crate::audit::AuditedFlow]| -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(block.len().saturating_mul(1024));
+        for (k, f) in block.iter().enumerate() {
+            buf.extend_from_slice(sep(first.saturating_add(k)));
+            serde_json::to_writer(&mut buf, &flow_out(f, files))?;
+            buf.extend_from_slice(end);
+        }
+        Ok(buf)
+    };
+    let threads = threads.max(1);
+    if threads == 1 || flows.len() <= FLOWS_PER_BLOCK {
+        for (i, block) in flows.chunks(FLOWS_PER_BLOCK).enumerate() {
+            out.write_all(&format(i.saturating_mul(FLOWS_PER_BLOCK), block)?)?;
+        }
+        return Ok(());
+    }
+    let round = FLOWS_PER_BLOCK.saturating_mul(threads);
+    for (r, part) in flows.chunks(round).enumerate() {
+        let base = r.saturating_mul(round);
+        let bufs: Vec<io::Result<Vec<u8>>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = part
+                .chunks(FLOWS_PER_BLOCK)
+                .enumerate()
+                .map(|(b, block)| {
+                    let first = base.saturating_add(b.saturating_mul(FLOWS_PER_BLOCK));
+                    sc.spawn(move || format(first, block))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a formatting thread failed")))
+                })
+                .collect()
+        });
+        for b in bufs {
+            out.write_all(&b?)?;
+        }
+    }
+    Ok(())
 }
 
 /// A report writer for one format.
@@ -539,10 +599,14 @@ impl Sink for JsonSink {
             b"\n  ]"
         })?;
         out.write_all(b",\n  \"flows\": [")?;
-        for (i, f) in r.audit.flows.iter().enumerate() {
-            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-            serde_json::to_writer(&mut *out, &flow_out(f, &files))?;
-        }
+        let sep = |i: usize| -> &'static [u8] {
+            if i == 0 {
+                b"\n    "
+            } else {
+                b",\n    "
+            }
+        };
+        write_flows(out, &r.audit.flows, &files, r.threads, &sep, b"")?;
         out.write_all(if r.audit.flows.is_empty() {
             b"]"
         } else {
@@ -558,10 +622,8 @@ pub struct NdjsonSink;
 impl Sink for NdjsonSink {
     fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
         let files = files(r);
-        for f in r.audit.flows.iter() {
-            serde_json::to_writer(&mut *out, &flow_out(f, &files))?;
-            out.write_all(b"\n")?;
-        }
+        let none = |_: usize| -> &'static [u8] { b"" };
+        write_flows(out, &r.audit.flows, &files, r.threads, &none, b"\n")?;
         for f in r.audit.findings.iter() {
             serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
             out.write_all(b"\n")?;

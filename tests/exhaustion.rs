@@ -196,6 +196,43 @@ fn hellos_that_never_complete_stay_within_the_reassembly_budget() {
     // its hello, counted.
     assert!(budget > 10_000 && budget < u64::from(FLOWS), "{fc}");
     assert_eq!(v["flows"].as_array().unwrap().len(), FLOWS as usize);
+    // 20,000 flows are formatted in parallel blocks: the JSON and NDJSON reports
+    // are the same bytes with one thread and with two.
+    for format in ["json", "ndjson"] {
+        let f = path.to_str().unwrap();
+        let one = run_with_timeout(
+            &[
+                "audit",
+                f,
+                "--format",
+                format,
+                "--threads",
+                "1",
+                "--fail-on",
+                "never",
+            ],
+            Duration::from_secs(120),
+        );
+        let two = run_with_timeout(
+            &[
+                "audit",
+                f,
+                "--format",
+                format,
+                "--threads",
+                "2",
+                "--fail-on",
+                "never",
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(one.status.code(), Some(0));
+        assert!(one.stdout.len() > 10_000_000, "{format}");
+        assert!(
+            one.stdout == two.stdout,
+            "{format}: --threads 1 and 2 differ"
+        );
+    }
     std::fs::remove_file(&path).ok();
 }
 
