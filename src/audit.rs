@@ -164,6 +164,9 @@ pub struct Evidence {
     /// "administratively prohibited" (a filter).
     pub icmp_reporter: Option<IpAddr>,
     pub admin_prohibited: bool,
+    /// Flows this entry stands for: 1, more for a record that bare flows were
+    /// folded into (over `--max-records`).
+    pub flows: usize,
 }
 
 /// An aggregated finding: one requirement, one verdict, one device (or none).
@@ -879,6 +882,10 @@ fn make_finding(
         .map(|f| f.record.first_ts)
         .min();
     let failed: Vec<&Evidence> = evidence.iter().filter(|e| e.failed).collect();
+    let failed_flows = failed
+        .iter()
+        .map(|e| e.flows)
+        .fold(0usize, usize::saturating_add);
     let outcome_words = |es: &[&Evidence]| -> String {
         let mut c: BTreeMap<String, usize> = BTreeMap::new();
         for e in es {
@@ -894,7 +901,7 @@ fn make_finding(
                 (o, _) => o.as_str().to_string(),
             };
             let n = c.entry(word).or_default();
-            *n = n.saturating_add(1);
+            *n = n.saturating_add(e.flows);
         }
         c.iter()
             .map(|(k, n)| format!("{n} {k}"))
@@ -960,7 +967,7 @@ fn make_finding(
                 dev,
                 req.product,
                 site_target_words(site, req),
-                failed.len(),
+                failed_flows,
                 outcome_words(&failed)
             ),
             allow(&failed),
@@ -988,7 +995,7 @@ fn make_finding(
                     dev,
                     fb_ports.join(", "),
                     req.product,
-                    failed.len(),
+                    failed_flows,
                     pref.join(", "),
                     outcome_words(&failed)
                 )
@@ -1118,6 +1125,7 @@ fn evidence_for(f: &AuditedFlow, rule: Option<&str>) -> Evidence {
         syn_retransmits: r.syn_retransmits,
         icmp_reporter: r.icmp.map(|i| i.reporter),
         admin_prohibited: r.icmp.is_some_and(|i| i.admin_prohibited),
+        flows: weight(r),
     }
 }
 

@@ -398,6 +398,7 @@ pub fn finding_value(f: &Finding, files: &[String], capture_start: Option<i64>) 
                 "port": e.port,
                 "outcome": e.outcome.as_str(),
                 "path": e.role,
+                "flows": e.flows,
                 "failed": e.failed,
                 "syn_retransmits": e.syn_retransmits,
                 "icmp_reporter": e.icmp_reporter.map(|a| a.to_string()),
@@ -1021,7 +1022,7 @@ impl Sink for TextSink {
                     };
                     let _ = writeln!(
                         s,
-                        "        {}frame {:<6} {}/{} to {} {}{}",
+                        "        {}frame {:<6} {}/{} to {} {}{}{}",
                         file,
                         e.frame.frame,
                         e.transport,
@@ -1032,11 +1033,20 @@ impl Sink for TextSink {
                             String::new()
                         } else {
                             format!(" ({} path)", e.role)
+                        },
+                        if e.flows > 1 {
+                            format!(
+                                ", and {} more like it folded in (--max-records)",
+                                e.flows - 1
+                            )
+                        } else {
+                            String::new()
                         }
                     );
                 }
-                if f.flows > f.evidence.len() {
-                    let _ = writeln!(s, "        ... and {} more", f.flows - f.evidence.len());
+                let shown: usize = f.evidence.iter().map(|e| e.flows).sum();
+                if f.flows > shown {
+                    let _ = writeln!(s, "        ... and {} more", f.flows - shown);
                 }
             }
             for line in f.remediation.iter() {
