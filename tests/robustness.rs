@@ -145,3 +145,41 @@ fn report_to_a_device_is_written_in_place_not_renamed_over() {
     assert!(ft.is_char_device(), "the device was replaced by a file");
     let _ = std::fs::remove_file(&dev);
 }
+
+/// The corruption run in small (two seeds, one error rate): every real capture
+/// mutated by `editcap -E`, truncated and with flipped header bytes, audited by the
+/// binary under test. The full run (3 rates x 20 seeds) is `scripts/corrupt-run 20`.
+#[test]
+fn reduced_corruption_run_never_panics_or_hangs() {
+    let have = |tool: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("editcap") || !have("python3") {
+        eprintln!(
+            "SKIP reduced_corruption_run_never_panics_or_hangs: needs editcap (apt-get install -y wireshark-common) and python3; scripts/test installs them as root"
+        );
+        return;
+    }
+    let out_dir = std::env::temp_dir().join(format!("mdmaudit-corrupt-{}", std::process::id()));
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts/corrupt-run"))
+        .args(["2", "0.01"])
+        .env("CORRUPT_BIN", bin())
+        .env("CORRUPT_INPUTS", shared_pcaps().join("real"))
+        .env("CORRUPT_OUT", &out_dir)
+        .env("CORRUPT_JOBS", "2")
+        .output()
+        .expect("run scripts/corrupt-run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "corrupt-run failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("panics (101)    0"), "{text}");
+    assert!(text.contains("failures        0"), "{text}");
+    std::fs::remove_dir_all(&out_dir).ok();
+}
