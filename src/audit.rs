@@ -9,17 +9,6 @@
 //! destinations outside the catalog. Without one, [`SiteSuggestions`] says which roles
 //! the traffic suggests.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::catalog::{Catalog, Match, MatchBy, PortPath, Requirement, Role};
 use crate::flow::{FlowRecord, FrameRef, NameSource, Outcome};
 use crate::model::{Nanos, Transport};

@@ -8,17 +8,6 @@
 //! and tunnels etherparse does not walk (SLL2, null/loopback, NFLOG, PPP, PPPoE,
 //! MPLS, GRE, GTP-U, IP-in-IP) are walked here, with every length checked.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::model::Transport;
 use etherparse::{IpNumber, LaxIpSlice, LenSource, TcpSlice, UdpSlice};
 use std::net::IpAddr;

@@ -9,17 +9,6 @@
 //! [`FlowRecord`]s. Every cap (flows, buffered hello bytes, DNS cache) is counted
 //! when hit; nothing is dropped silently.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::decode::{tcp_flags, Decoded, IcmpError, TcpSegment, UdpDatagram, L4};
 use crate::model::{Nanos, Transport};
 use crate::{dns, http, quic, tls};

@@ -8,17 +8,6 @@
 //! guess: a buffer cut before the end of the `Host` line gives no name, because a cut
 //! value could be a wrong, shorter name.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::dns::HostName;
 
 /// Bytes of the client's stream looked at.

@@ -14,17 +14,6 @@
 //! and a [`Damage`] in libpcap's words, with the byte offset where libpcap's read of
 //! the next packet began (the end of the last packet read).
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::capture::{Damage, OpenError};
 use crate::model::Nanos;
 use std::io::Read;

@@ -16,17 +16,6 @@
 //! oddities are reported as values ([`MalformedHello`], `partial`, `anomaly`), never as
 //! panics or silence.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented
-)]
-
 use crate::dns::HostName;
 use serde::Serialize;
 use std::fmt::Write as _;
