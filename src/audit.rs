@@ -15,9 +15,23 @@ use crate::model::{Nanos, Transport};
 use crate::site::{net_text, Site, ADMIN, DNS, MANAGED_DEVICES, MDM_SERVER};
 use ipnet::IpNet;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// Hash maps and sets for lookups whose iteration order never reaches the output.
+type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+
+fn fast_map<K, V>() -> FastMap<K, V> {
+    FastMap::with_hasher(ahash::RandomState::new())
+}
+
+fn fast_set<K: Hash + Eq>() -> FastSet<K> {
+    FastSet::with_hasher(ahash::RandomState::new())
+}
 
 /// A flow's verdict for one requirement (SPEC section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -316,7 +330,7 @@ pub fn audit(
     opts: &AuditOptions,
     capture_span: Option<(Nanos, Nanos)>,
 ) -> Audit {
-    records.sort_unstable_by_key(|r| r.first_frame);
+    let order = first_frame_order(&mut records);
     let direction = direction_check(&records);
     let reqs = &catalog.requirements();
     let site = opts.site.as_deref();
@@ -329,71 +343,55 @@ pub fn audit(
     };
 
     let ids: Vec<Arc<str>> = reqs.iter().map(|r| Arc::from(r.id.as_str())).collect();
-    // 1. Match every flow.
-    let mut flows: Vec<AuditedFlow> = records
-        .into_iter()
-        .map(|r| match_flow(catalog, &ids, r, site, &selected))
-        .collect();
+    // 1. Match every flow. Names, addresses and ports repeat massively: each distinct
+    // identity is matched once.
+    let mut cache = MatchCache::new(catalog, &ids);
+    let mut flows: Vec<AuditedFlow> = Vec::with_capacity(records.len());
+    match order {
+        None => flows.extend(
+            records
+                .into_iter()
+                .map(|r| cache.audited(r, site, &selected)),
+        ),
+        Some(order) => {
+            let mut slots: Vec<Option<FlowRecord>> = records.into_iter().map(Some).collect();
+            flows.extend(
+                order
+                    .into_iter()
+                    .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+                    .map(|r| cache.audited(r, site, &selected)),
+            );
+        }
+    }
+    drop(cache);
 
     // 1b. An address range alone can fit several requirements (17.0.0.0/8 on 443 is
     // both the APNs device fallback and the provider API). Keep the candidates whose
     // role the same client shows in flows that are not ambiguous; otherwise leave the
     // flow undecided rather than guess.
-    let mut client_roles: BTreeMap<IpAddr, BTreeSet<Role>> = BTreeMap::new();
-    let roles_of = |f: &AuditedFlow| -> BTreeSet<Role> {
-        f.matches
-            .iter()
-            .filter(|m| m.path != PortPath::OtherPort)
-            .filter_map(|m| reqs.get(m.req).map(|r| r.role))
-            .collect()
-    };
+    // Role sets are bit sets (see `role_bit`).
+    let mut client_roles: FastMap<IpAddr, u8> = fast_map();
     for f in flows.iter() {
-        let roles = roles_of(f);
-        let clear = f.matches.len() == 1 || roles.len() == 1;
-        if clear && !roles.is_empty() {
-            client_roles
-                .entry(f.record.client.ip())
-                .or_default()
-                .extend(roles);
-        }
-    }
-    for f in flows.iter_mut() {
-        let roles = roles_of(f);
-        // A name or a site role proves the service; an address range alone does not.
-        let by_host = f
-            .matches
-            .iter()
-            .any(|m| matches!(m.by, MatchBy::Host(_) | MatchBy::SiteRole { .. }));
-        let several = if by_host {
-            roles.len() > 1
-        } else {
-            f.matches.len() > 1
-        };
-        if !several {
+        if f.matches.is_empty() {
             continue;
         }
-        let known = client_roles.get(&f.record.client.ip());
-        let keep: Vec<FlowMatch> = f
-            .matches
-            .iter()
-            .filter(|m| {
-                reqs.get(m.req)
-                    .is_some_and(|r| known.is_some_and(|rs| rs.contains(&r.role)))
-            })
-            .cloned()
-            .collect();
-        if !keep.is_empty() && keep.len() < f.matches.len() {
-            f.matches = keep;
+        let roles = roles_of(f, reqs);
+        let clear = f.matches.len() == 1 || roles.count_ones() == 1;
+        if clear && roles != 0 {
+            *client_roles.entry(f.record.client.ip()).or_default() |= roles;
         }
-        // A name proves the service even when the role stays open; an address
-        // range alone does not pick among several services.
-        f.ambiguous = !by_host && f.matches.len() > 1;
     }
-
     // 2. Failed preferred attempts per (requirement, device), for fallback linking.
-    let mut preferred_failed: BTreeMap<(usize, IpAddr), Vec<(Nanos, usize)>> = BTreeMap::new();
-    let mut preferred_reached: BTreeSet<(usize, IpAddr)> = BTreeSet::new();
-    for (fi, f) in flows.iter().enumerate().filter(|(_, f)| !f.ambiguous) {
+    let mut preferred_failed: FastMap<(usize, IpAddr), Vec<(Nanos, usize)>> = fast_map();
+    let mut preferred_reached: FastSet<(usize, IpAddr)> = fast_set();
+    for (fi, f) in flows.iter_mut().enumerate() {
+        if f.matches.is_empty() {
+            continue;
+        }
+        settle_roles(f, &client_roles, reqs);
+        if f.ambiguous {
+            continue;
+        }
         for m in f.matches.iter() {
             let ri = m.req;
             if m.path == PortPath::Preferred {
@@ -411,8 +409,9 @@ pub fn audit(
     }
 
     // 3. Per-flow verdicts.
-    let mut linked_failed: BTreeSet<usize> = BTreeSet::new();
-    let mut fallback_links: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    // Flow index -> a fallback explains its failure.
+    let mut linked_failed: Vec<bool> = vec![false; flows.len()];
+    let mut fallback_links: FastMap<usize, Vec<usize>> = fast_map();
     for (fi, flow) in flows.iter_mut().enumerate() {
         let (client, first_ts, last_ts, failed, reached) = {
             let r = &flow.record;
@@ -461,7 +460,11 @@ pub fn audit(
                             })
                             .unwrap_or_default();
                         if !causes.is_empty() {
-                            linked_failed.extend(causes.iter().copied());
+                            for &c in &causes {
+                                if let Some(l) = linked_failed.get_mut(c) {
+                                    *l = true;
+                                }
+                            }
                             fallback_links.insert(fi, causes);
                             Some(Verdict::Fallback)
                         } else if preferred_reached.contains(&(ri, client)) {
@@ -488,39 +491,92 @@ pub fn audit(
 
     // 4. Findings per (requirement, verdict, device).
     type Key = (usize, Verdict, IpAddr);
-    let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    let mut groups: FastMap<Key, Vec<usize>> = fast_map();
+    let is_linked = |fi: usize| linked_failed.get(fi).copied().unwrap_or(false);
+    // Also, per requirement index: flows seen and judged (0 means none: every record
+    // weighs at least 1), device -> worst verdict, and the latency of the flows that
+    // reached the requirement's service.
+    let mut seen_flows: Vec<usize> = vec![0; reqs.len()];
+    let mut judged_flows: Vec<usize> = vec![0; reqs.len()];
+    let mut per_req_dev: Vec<FastMap<IpAddr, Verdict>> = reqs.iter().map(|_| fast_map()).collect();
+    let mut latency: Vec<Option<(Latency, Latency)>> = reqs.iter().map(|_| None).collect();
+    // Without a site file: what the traffic suggests, from the same pass.
+    let mut scan = SuggestScan::new(catalog);
     for (fi, f) in flows.iter().enumerate() {
+        if site.is_none() {
+            scan.note(f);
+        }
+        if f.matches.is_empty() {
+            continue;
+        }
+        let n = weight(&f.record);
+        let client = f.record.client.ip();
+        let reached = f.record.reached();
         for m in f.matches.iter() {
-            let (Some(v), ri) = (m.verdict, m.req) else {
+            let ri = m.req;
+            if m.path != PortPath::OtherPort {
+                if let Some(seen) = seen_flows.get_mut(ri) {
+                    *seen = seen.saturating_add(n);
+                }
+                if m.verdict.is_some() {
+                    if let Some(judged) = judged_flows.get_mut(ri) {
+                        *judged = judged.saturating_add(n);
+                    }
+                }
+            }
+            let Some(v) = m.verdict else {
                 continue;
             };
-            if v == Verdict::Ok || v == Verdict::Undetermined {
-                continue;
-            }
             // Failed attempts explained by a fallback are reported inside it.
-            if v == Verdict::Blocked && linked_failed.contains(&fi) {
+            let linked = v == Verdict::Blocked && is_linked(fi);
+            if v != Verdict::Ok && v != Verdict::Undetermined && !linked {
+                groups.entry((ri, v, client)).or_default().push(fi);
+            }
+            let reached_service = reached && matches!(v, Verdict::Ok | Verdict::Fallback);
+            let v = if linked { Verdict::Fallback } else { v };
+            if let Some(d) = per_req_dev.get_mut(ri) {
+                let e = d.entry(client).or_insert(v);
+                if rank(v) > rank(*e) {
+                    *e = v;
+                }
+            }
+            if !reached_service {
                 continue;
             }
-            groups
-                .entry((ri, v, f.record.client.ip()))
-                .or_default()
-                .push(fi);
+            if let Some(slot) = latency.get_mut(ri) {
+                let e = slot.get_or_insert_with(|| (Latency::new(), Latency::new()));
+                if let Some(rtt) = f.record.rtt_ns {
+                    e.0.record(rtt);
+                }
+                if let Some(t) = f.record.ttfb_ns {
+                    e.1.record(t);
+                }
+            }
         }
     }
+    let mut groups: Vec<(Key, Vec<usize>)> = groups.into_iter().collect();
+    groups.sort_unstable_by_key(|(k, _)| *k);
     let mut findings = Vec::new();
     for ((ri, v, dev), fis) in groups {
         let Some(req) = reqs.get(ri) else {
             continue;
         };
-        let mut ev_flows: BTreeSet<usize> = fis.iter().copied().collect();
+        // Flow indexes, ascending, each once (`fis` is ascending already).
+        let mut ev_flows: Vec<usize> = fis;
         if v == Verdict::Fallback {
-            for fi in &fis {
-                if let Some(c) = fallback_links.get(fi) {
-                    ev_flows.extend(c.iter().copied());
-                }
+            let linked: Vec<usize> = ev_flows
+                .iter()
+                .filter_map(|fi| fallback_links.get(fi))
+                .flatten()
+                .copied()
+                .collect();
+            if !linked.is_empty() {
+                ev_flows.extend(linked);
+                ev_flows.sort_unstable();
+                ev_flows.dedup();
             }
         }
-        findings.push(make_finding(req, v, dev, &flows, &ev_flows, opts));
+        findings.push(make_finding(ri, req, v, dev, &flows, &ev_flows, opts));
     }
     let strict = site.is_some_and(|s| s.strict) || (site.is_some() && opts.strict);
     if let Some(site) = site.filter(|_| strict) {
@@ -528,19 +584,7 @@ pub fn audit(
     }
 
     // 5. Profiles: selected, or inferred from requirements with judged traffic.
-    let mut seen_flows: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut judged_flows: BTreeMap<usize, usize> = BTreeMap::new();
-    for f in flows.iter() {
-        let n = weight(&f.record);
-        for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
-            let seen = seen_flows.entry(m.req).or_default();
-            *seen = seen.saturating_add(n);
-            if m.verdict.is_some() {
-                let judged = judged_flows.entry(m.req).or_default();
-                *judged = judged.saturating_add(n);
-            }
-        }
-    }
+    let count_of = |v: &[usize], ri: usize| v.get(ri).copied().filter(|n| *n > 0);
     let profiles: Vec<ActiveProfile> = if selected.is_empty() {
         // A profile is inferred from the requirements its `infer` list names: traffic
         // to a service both devices and servers use does not make a device a server.
@@ -550,7 +594,7 @@ pub fn audit(
                 .infer
                 .iter()
                 .filter_map(|id| catalog.find(id))
-                .filter_map(|ri| judged_flows.get(&ri).map(|n| (ri, *n)))
+                .filter_map(|ri| count_of(&judged_flows, ri).map(|n| (ri, n)))
                 .max_by_key(|(ri, n)| (*n, std::cmp::Reverse(*ri)));
             if let Some((req, n)) = best.and_then(|(ri, n)| Some((reqs.get(ri)?, n))) {
                 inferred.push(ActiveProfile {
@@ -580,7 +624,8 @@ pub fn audit(
         .unwrap_or(0.0);
     for (ri, req) in reqs.iter().enumerate() {
         let is_active = req.profiles.iter().any(|p| active.contains(p.as_str()));
-        if is_active && req.required && req.legacy.is_none() && !seen_flows.contains_key(&ri) {
+        if is_active && req.required && req.legacy.is_none() && count_of(&seen_flows, ri).is_none()
+        {
             findings.push(Finding {
                 rule: req.id.clone(),
                 verdict: Verdict::Missing,
@@ -632,52 +677,11 @@ pub fn audit(
     });
 
     // 8. Requirement status and device views.
-    let mut per_req_dev: BTreeMap<usize, BTreeMap<IpAddr, Verdict>> = BTreeMap::new();
-    for (fi, f) in flows.iter().enumerate() {
-        for m in f.matches.iter() {
-            let (Some(v), ri) = (m.verdict, m.req) else {
-                continue;
-            };
-            let v = if v == Verdict::Blocked && linked_failed.contains(&fi) {
-                Verdict::Fallback
-            } else {
-                v
-            };
-            let e = per_req_dev
-                .entry(ri)
-                .or_default()
-                .entry(f.record.client.ip())
-                .or_insert(v);
-            if rank(v) > rank(*e) {
-                *e = v;
-            }
-        }
-    }
-    // Latency of the flows that reached each requirement's service.
-    let mut latency: BTreeMap<usize, (Latency, Latency)> = BTreeMap::new();
-    for f in flows.iter() {
-        for m in f.matches.iter() {
-            if !matches!(m.verdict, Some(Verdict::Ok) | Some(Verdict::Fallback))
-                || !f.record.reached()
-            {
-                continue;
-            }
-            let e = latency
-                .entry(m.req)
-                .or_insert_with(|| (Latency::new(), Latency::new()));
-            if let Some(rtt) = f.record.rtt_ns {
-                e.0.record(rtt);
-            }
-            if let Some(t) = f.record.ttfb_ns {
-                e.1.record(t);
-            }
-        }
-    }
     let mut requirements = Vec::new();
     for (ri, req) in reqs.iter().enumerate() {
         let is_active = req.profiles.iter().any(|p| active.contains(p.as_str()));
-        let devs = per_req_dev.get(&ri);
-        let flows_n = seen_flows.get(&ri).copied().unwrap_or(0);
+        let devs = per_req_dev.get(ri).filter(|d| !d.is_empty());
+        let flows_n = seen_flows.get(ri).copied().unwrap_or(0);
         if !is_active && devs.is_none() {
             continue;
         }
@@ -697,7 +701,7 @@ pub fn audit(
             None if is_active && req.required && req.legacy.is_none() => "missing".to_string(),
             None => "not_seen".to_string(),
         };
-        let lat = latency.get(&ri);
+        let lat = latency.get(ri).and_then(Option::as_ref);
         requirements.push(RequirementStatus {
             rule: req.id.clone(),
             vendor: req.vendor.clone(),
@@ -711,25 +715,31 @@ pub fn audit(
             ttfb_ms: lat.and_then(|l| l.1.summary()),
         });
     }
-    let mut dev_map: BTreeMap<IpAddr, BTreeMap<String, Verdict>> = BTreeMap::new();
-    for (ri, d) in per_req_dev.iter() {
-        let Some(req) = reqs.get(*ri) else {
+    // (device, requirement index, verdict), by device: each pair once.
+    let mut dev_req: Vec<(IpAddr, usize, Verdict)> = per_req_dev
+        .iter()
+        .enumerate()
+        .flat_map(|(ri, d)| d.iter().map(move |(ip, v)| (*ip, ri, *v)))
+        .collect();
+    dev_req.sort_unstable_by_key(|(ip, ri, _)| (*ip, *ri));
+    let mut devices: Vec<DeviceView> = Vec::new();
+    for (ip, ri, v) in dev_req {
+        let Some(req) = reqs.get(ri) else {
             continue;
         };
-        for (ip, v) in d {
-            dev_map.entry(*ip).or_default().insert(req.id.clone(), *v);
+        match devices.last_mut() {
+            Some(d) if d.device == ip => {
+                d.requirements.insert(req.id.clone(), v);
+            }
+            _ => devices.push(DeviceView {
+                device: ip,
+                requirements: BTreeMap::from([(req.id.clone(), v)]),
+            }),
         }
     }
-    let devices = dev_map
-        .into_iter()
-        .map(|(device, requirements)| DeviceView {
-            device,
-            requirements,
-        })
-        .collect();
     let site_suggestions = match site {
         Some(_) => None,
-        None => suggest_site(catalog, &flows, &profiles),
+        None => suggest_site(catalog, scan, &flows, &profiles),
     };
 
     Audit {
@@ -742,6 +752,90 @@ pub fn audit(
         site: opts.site.clone(),
         strict,
         site_suggestions,
+    }
+}
+
+/// The order of `records` by first frame, as `sort_unstable_by_key` would sort them:
+/// None when they are in that order already. When every first frame is distinct (the
+/// normal case) the order is unique, and sorting small keys then moving each record
+/// once is much cheaper than moving records around in the sort; with duplicate first
+/// frames, `records` are sorted in place (and None returned).
+fn first_frame_order(records: &mut [FlowRecord]) -> Option<Vec<usize>> {
+    if records.is_sorted_by_key(|r| r.first_frame) {
+        return None;
+    }
+    let mut keys: Vec<(FrameRef, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.first_frame, i))
+        .collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+        records.sort_unstable_by_key(|r| r.first_frame);
+        return None;
+    }
+    Some(keys.into_iter().map(|(_, i)| i).collect())
+}
+
+/// The roles of a flow's matches on its service's ports, as a bit set.
+fn roles_of(f: &AuditedFlow, reqs: &[Requirement]) -> u8 {
+    f.matches
+        .iter()
+        .filter(|m| m.path != PortPath::OtherPort)
+        .filter_map(|m| reqs.get(m.req).map(|r| role_bit(r.role)))
+        .fold(0u8, |acc, b| acc | b)
+}
+
+/// An address range alone can fit several requirements: keeps the candidates whose
+/// role the client shows in flows that are not ambiguous (`client_roles`), and marks
+/// the flow ambiguous when an address range alone leaves several.
+fn settle_roles(f: &mut AuditedFlow, client_roles: &FastMap<IpAddr, u8>, reqs: &[Requirement]) {
+    if f.matches.len() < 2 {
+        // One match or none: never several roles or several candidates.
+        return;
+    }
+    let roles = roles_of(f, reqs);
+    // A name or a site role proves the service; an address range alone does not.
+    let by_host = f
+        .matches
+        .iter()
+        .any(|m| matches!(m.by, MatchBy::Host(_) | MatchBy::SiteRole { .. }));
+    let several = if by_host {
+        roles.count_ones() > 1
+    } else {
+        f.matches.len() > 1
+    };
+    if !several {
+        return;
+    }
+    let known = client_roles.get(&f.record.client.ip()).copied();
+    let keep: Vec<FlowMatch> = f
+        .matches
+        .iter()
+        .filter(|m| {
+            reqs.get(m.req)
+                .is_some_and(|r| known.is_some_and(|rs| rs & role_bit(r.role) != 0))
+        })
+        .cloned()
+        .collect();
+    if !keep.is_empty() && keep.len() < f.matches.len() {
+        f.matches = keep;
+    }
+    // A name proves the service even when the role stays open; an address
+    // range alone does not pick among several services.
+    f.ambiguous = !by_host && f.matches.len() > 1;
+}
+
+/// One bit per [`Role`], for small role sets.
+fn role_bit(role: Role) -> u8 {
+    match role {
+        Role::DeviceToCloud => 1,
+        Role::ServerToCloud => 2,
+        Role::AdminToCloud => 4,
+        Role::DeviceToServer => 8,
+        Role::AdminToServer => 16,
+        Role::ServerToInternal => 32,
+        Role::DeviceToDevice => 64,
     }
 }
 
@@ -778,13 +872,126 @@ fn pattern_rank(p: &str) -> (u8, std::cmp::Reverse<usize>) {
     (kind.saturating_add(cc), std::cmp::Reverse(p.len()))
 }
 
-fn match_flow(
-    catalog: &Catalog,
-    ids: &[Arc<str>],
-    record: FlowRecord,
-    site: Option<&Site>,
-    selected: &[String],
-) -> AuditedFlow {
+/// A flow's identity as far as the catalog is concerned: its name (an index into
+/// [`MatchCache::names`], [`NO_NAME`] for none), server address, transport, server
+/// port, and whether it is QUIC.
+type IdentityKey = (u32, IpAddr, Transport, u16, bool);
+
+const NO_NAME: u32 = u32::MAX;
+
+/// Remembers the matches of each distinct flow identity: names, addresses and ports
+/// repeat massively in a capture, and matching one identity twice gives the same
+/// answer.
+struct MatchCache<'c> {
+    catalog: &'c Catalog,
+    ids: &'c [Arc<str>],
+    names: FastMap<String, u32>,
+    /// Catalog matches of an identity, before the site's and the audit's filters.
+    base: FastMap<IdentityKey, Vec<Match>>,
+    /// Final matches of an identity (without a site file only: with one, they also
+    /// depend on the client).
+    done: FastMap<IdentityKey, Vec<FlowMatch>>,
+    /// The catalog's vendor and range for an unnamed server address.
+    ranges: FastMap<IpAddr, Option<(String, String)>>,
+}
+
+impl<'c> MatchCache<'c> {
+    fn new(catalog: &'c Catalog, ids: &'c [Arc<str>]) -> Self {
+        MatchCache {
+            catalog,
+            ids,
+            names: fast_map(),
+            base: fast_map(),
+            done: fast_map(),
+            ranges: fast_map(),
+        }
+    }
+
+    /// The flow's identity; None past `u32::MAX - 1` distinct names (not cached).
+    fn key(&mut self, record: &FlowRecord) -> Option<IdentityKey> {
+        let name = match record.name.as_deref() {
+            None => NO_NAME,
+            Some(n) => match self.names.get(n) {
+                Some(id) => *id,
+                None => {
+                    let id = u32::try_from(self.names.len())
+                        .ok()
+                        .filter(|id| *id != NO_NAME)?;
+                    self.names.insert(n.to_owned(), id);
+                    id
+                }
+            },
+        };
+        Some((
+            name,
+            record.server.ip(),
+            record.transport,
+            record.server.port(),
+            record.app == Some(crate::flow::AppProto::Quic),
+        ))
+    }
+
+    fn audited(
+        &mut self,
+        record: FlowRecord,
+        site: Option<&Site>,
+        selected: &[String],
+    ) -> AuditedFlow {
+        let catalog_range = match record.name {
+            Some(_) => None,
+            None => {
+                let catalog = self.catalog;
+                self.ranges
+                    .entry(record.server.ip())
+                    .or_insert_with_key(|ip| {
+                        catalog
+                            .name_for_address(*ip)
+                            .map(|(vendor, net)| (vendor.to_string(), net.to_string()))
+                    })
+                    .clone()
+            }
+        };
+        let key = self.key(&record);
+        let matches = match (site, key) {
+            (None, Some(key)) => {
+                if let Some(m) = self.done.get(&key) {
+                    m.clone()
+                } else {
+                    let ms = catalog_matches(self.catalog, &record);
+                    let m = finish_matches(ms, self.ids);
+                    self.done.insert(key, m.clone());
+                    m
+                }
+            }
+            _ => {
+                let mut ms = match key {
+                    Some(key) => match self.base.get(&key) {
+                        Some(ms) => ms.clone(),
+                        None => {
+                            let ms = catalog_matches(self.catalog, &record);
+                            self.base.insert(key, ms.clone());
+                            ms
+                        }
+                    },
+                    None => catalog_matches(self.catalog, &record),
+                };
+                if let Some(site) = site {
+                    site_matches(self.catalog, site, selected, &record, &mut ms);
+                }
+                finish_matches(ms, self.ids)
+            }
+        };
+        AuditedFlow {
+            record,
+            catalog_range,
+            matches,
+            ambiguous: false,
+        }
+    }
+}
+
+/// The catalog's matches of a flow's identity.
+fn catalog_matches(catalog: &Catalog, record: &FlowRecord) -> Vec<Match> {
     let server = record.server;
     let name = record.name.as_deref();
     let mut ms = catalog.match_flow(name, server.ip(), record.transport, server.port());
@@ -795,9 +1002,11 @@ fn match_flow(
     {
         ms = catalog.match_flow(name, server.ip(), Transport::Tcp, server.port());
     }
-    if let Some(site) = site {
-        site_matches(catalog, site, selected, &record, &mut ms);
-    }
+    ms
+}
+
+/// The audit's filters over a flow's matches (catalog and site), as [`FlowMatch`]es.
+fn finish_matches(mut ms: Vec<Match>, ids: &[Arc<str>]) -> Vec<FlowMatch> {
     // A flow on a port its service uses is not also "unexpected" for that service.
     if ms.iter().any(|m| m.path != PortPath::OtherPort) {
         ms.retain(|m| m.path != PortPath::OtherPort);
@@ -816,15 +1025,7 @@ fn match_flow(
     if let Some(best) = ms.iter().filter_map(rank).min() {
         ms.retain(|m| rank(m).is_none_or(|r| r == best));
     }
-    let catalog_range = if record.name.is_none() {
-        catalog
-            .name_for_address(server.ip())
-            .map(|(vendor, net)| (vendor.to_string(), net.to_string()))
-    } else {
-        None
-    };
-    let matches = ms
-        .into_iter()
+    ms.into_iter()
         .filter_map(|m| {
             Some(FlowMatch {
                 rule: Arc::clone(ids.get(m.req)?),
@@ -834,13 +1035,7 @@ fn match_flow(
                 verdict: None,
             })
         })
-        .collect();
-    AuditedFlow {
-        record,
-        catalog_range,
-        matches,
-        ambiguous: false,
-    }
+        .collect()
 }
 
 fn describe_ports(req: &Requirement) -> String {
@@ -850,11 +1045,12 @@ fn describe_ports(req: &Requirement) -> String {
 }
 
 fn make_finding(
+    ri: usize,
     req: &Requirement,
     v: Verdict,
     dev: IpAddr,
     flows: &[AuditedFlow],
-    ev_flows: &BTreeSet<usize>,
+    ev_flows: &[usize],
     opts: &AuditOptions,
 ) -> Finding {
     let site = opts.site.as_deref();
@@ -862,7 +1058,7 @@ fn make_finding(
     let mut evidence: Vec<Evidence> = ev_flows
         .iter()
         .filter_map(|&fi| flows.get(fi))
-        .map(|f| evidence_for(f, Some(&req.id)))
+        .map(|f| evidence_for(f, Some(ri)))
         .collect();
     evidence.sort();
     let first_ts = ev_flows
@@ -876,31 +1072,39 @@ fn make_finding(
         .map(|e| e.flows)
         .fold(0usize, usize::saturating_add);
     let outcome_words = |es: &[&Evidence]| -> String {
-        let mut c: BTreeMap<String, usize> = BTreeMap::new();
+        let mut c: BTreeMap<Cow<'static, str>, usize> = BTreeMap::new();
         for e in es {
-            let word = match (e.outcome, e.icmp_reporter) {
-                (Outcome::Reset, _) => "reset before the server sent any data".to_string(),
+            let word: Cow<'static, str> = match (e.outcome, e.icmp_reporter) {
+                (Outcome::Reset, _) => Cow::Borrowed("reset before the server sent any data"),
                 (Outcome::Unreachable, Some(by)) if e.admin_prohibited => {
-                    format!("unreachable: administratively prohibited by {by}")
+                    Cow::Owned(format!("unreachable: administratively prohibited by {by}"))
                 }
-                (Outcome::Unreachable, Some(by)) => format!("unreachable: ICMP error from {by}"),
+                (Outcome::Unreachable, Some(by)) => {
+                    Cow::Owned(format!("unreachable: ICMP error from {by}"))
+                }
                 (Outcome::Unanswered, _) if e.syn_retransmits > 0 => {
-                    "unanswered after SYN retransmissions".to_string()
+                    Cow::Borrowed("unanswered after SYN retransmissions")
                 }
-                (o, _) => o.as_str().to_string(),
+                (o, _) => Cow::Borrowed(o.as_str()),
             };
             let n = c.entry(word).or_default();
             *n = n.saturating_add(e.flows);
         }
-        c.iter()
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut out = String::new();
+        for (k, n) in &c {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&n.to_string());
+            out.push(' ');
+            out.push_str(k);
+        }
+        out
     };
     let ports_of = |es: &[&Evidence]| -> BTreeSet<(Transport, u16)> {
         es.iter().map(|e| (e.transport, e.port)).collect()
     };
-    let dest_of = |es: &[&Evidence], ev_flows: &BTreeSet<usize>| -> String {
+    let dest_of = |es: &[&Evidence], ev_flows: &[usize]| -> String {
         // The requirement's own ranges that contain the destinations; else the name
         // the flow was attributed to with the address seen, else the address.
         let mut out: BTreeSet<String> = BTreeSet::new();
@@ -1094,10 +1298,11 @@ fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
 }
 
 /// One flow as evidence; `rule` names the requirement whose port path is shown.
-fn evidence_for(f: &AuditedFlow, rule: Option<&str>) -> Evidence {
+fn evidence_for(f: &AuditedFlow, req: Option<usize>) -> Evidence {
     let r = &f.record;
-    let role = rule
-        .and_then(|id| f.matches.iter().find(|m| &*m.rule == id))
+    // Requirement ids are unique: the index names the same match as the id.
+    let role = req
+        .and_then(|ri| f.matches.iter().find(|m| m.req == ri))
         .map(|m| m.path.as_str())
         .unwrap_or("");
     Evidence {
@@ -1337,6 +1542,99 @@ fn covering(addr: IpAddr) -> IpNet {
     IpNet::new(addr, len).map_or(IpNet::from(addr), |n| n.trunc())
 }
 
+/// What [`suggest_site`] gathers from each flow, in the audit's pass over the flows.
+struct SuggestScan<'a> {
+    reqs: &'a [Requirement],
+    /// The MDM server's device ports (443, 8443).
+    server_ports: BTreeSet<u16>,
+    /// By requirement index: a device service that identifies a device platform.
+    is_signal: Vec<bool>,
+    /// Internal server address -> its clients and ports.
+    accepts: FastMap<IpAddr, Accepts>,
+    cloud_server: BTreeMap<IpAddr, BTreeSet<String>>,
+    device_clients: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// (client, name or server address, requirement index) already noted: the texts
+    /// are made once per distinct entry.
+    cloud_seen: FastSet<(IpAddr, Option<&'a str>, Option<IpAddr>, usize)>,
+    device_seen: FastSet<(IpAddr, usize)>,
+}
+
+type Accepts = (FastSet<IpAddr>, BTreeSet<u16>);
+
+impl<'a> SuggestScan<'a> {
+    fn new(catalog: &'a Catalog) -> Self {
+        let reqs = catalog.requirements();
+        let server_ports: BTreeSet<u16> = reqs
+            .iter()
+            .filter(|r| r.role == Role::DeviceToServer && r.target.as_deref() == Some(MDM_SERVER))
+            .flat_map(|r| r.ports.iter().flat_map(|p| p.start..=p.end))
+            .filter(|p| matches!(p, 443 | 8443))
+            .collect();
+        // Device services that identify a device platform (the profiles' `infer` lists:
+        // APNs, FCM, WNS, Intune...), not ones an administrator's browser also uses.
+        let device_signals: BTreeSet<&str> = catalog
+            .profiles()
+            .iter()
+            .flat_map(|p| p.infer.iter().map(String::as_str))
+            .collect();
+        let is_signal: Vec<bool> = reqs
+            .iter()
+            .map(|r| device_signals.contains(r.id.as_str()))
+            .collect();
+        SuggestScan {
+            reqs,
+            server_ports,
+            is_signal,
+            accepts: fast_map(),
+            cloud_server: BTreeMap::new(),
+            device_clients: BTreeMap::new(),
+            cloud_seen: fast_set(),
+            device_seen: fast_set(),
+        }
+    }
+
+    fn note(&mut self, f: &'a AuditedFlow) {
+        let r = &f.record;
+        let (c, sv, port) = (r.client.ip(), r.server.ip(), r.server.port());
+        if r.transport == Transport::Tcp && self.server_ports.contains(&port) && internal(sv) {
+            let e = self.accepts.entry(sv).or_default();
+            e.0.insert(c);
+            e.1.insert(port);
+        }
+        if f.ambiguous {
+            return;
+        }
+        for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
+            let Some(req) = self.reqs.get(m.req) else {
+                continue;
+            };
+            match req.role {
+                Role::ServerToCloud => {
+                    let name = r.name.as_deref();
+                    let addr = if name.is_some() { None } else { Some(sv) };
+                    if self.cloud_seen.insert((c, name, addr, m.req)) {
+                        let what = r.name.clone().unwrap_or_else(|| sv.to_string());
+                        self.cloud_server
+                            .entry(c)
+                            .or_default()
+                            .insert(format!("{what} ({})", req.id));
+                    }
+                }
+                Role::DeviceToCloud
+                    if self.is_signal.get(m.req).copied().unwrap_or(false)
+                        && self.device_seen.insert((c, m.req)) =>
+                {
+                    self.device_clients
+                        .entry(c)
+                        .or_default()
+                        .insert(req.id.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Roles the traffic suggests when no site file was given:
 /// * `mdm-server`: an internal address that accepts TCP on the MDM server's device
 ///   ports (443, 8443) from at least two clients and itself talks to a server-to-cloud
@@ -1348,54 +1646,19 @@ fn covering(addr: IpAddr) -> IpNet {
 ///   talks to on the one site role's port that a server-to-internal requirement uses.
 fn suggest_site(
     catalog: &Catalog,
+    scan: SuggestScan<'_>,
     flows: &[AuditedFlow],
     profiles: &[ActiveProfile],
 ) -> Option<SiteSuggestions> {
     let reqs = catalog.requirements();
-    let server_ports: BTreeSet<u16> = reqs
-        .iter()
-        .filter(|r| r.role == Role::DeviceToServer && r.target.as_deref() == Some(MDM_SERVER))
-        .flat_map(|r| r.ports.iter().flat_map(|p| p.start..=p.end))
-        .filter(|p| matches!(p, 443 | 8443))
-        .collect();
-    // Device services that identify a device platform (the profiles' `infer` lists:
-    // APNs, FCM, WNS, Intune...), not ones an administrator's browser also uses.
-    let device_signals: BTreeSet<&str> = catalog
-        .profiles()
-        .iter()
-        .flat_map(|p| p.infer.iter().map(String::as_str))
-        .collect();
-    let mut accepts: BTreeMap<IpAddr, (BTreeSet<IpAddr>, BTreeSet<u16>)> = BTreeMap::new();
-    let mut cloud_server: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
-    let mut device_clients: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
-    for f in flows {
-        let r = &f.record;
-        let (c, sv, port) = (r.client.ip(), r.server.ip(), r.server.port());
-        if r.transport == Transport::Tcp && internal(sv) && server_ports.contains(&port) {
-            let e = accepts.entry(sv).or_default();
-            e.0.insert(c);
-            e.1.insert(port);
-        }
-        if f.ambiguous {
-            continue;
-        }
-        for m in f.matches.iter().filter(|m| m.path != PortPath::OtherPort) {
-            let Some(req) = reqs.get(m.req) else { continue };
-            match req.role {
-                Role::ServerToCloud => {
-                    let what = r.name.clone().unwrap_or_else(|| sv.to_string());
-                    cloud_server
-                        .entry(c)
-                        .or_default()
-                        .insert(format!("{what} ({})", req.id));
-                }
-                Role::DeviceToCloud if device_signals.contains(req.id.as_str()) => {
-                    device_clients.entry(c).or_default().insert(req.id.clone());
-                }
-                _ => {}
-            }
-        }
-    }
+    let SuggestScan {
+        accepts,
+        cloud_server,
+        device_clients,
+        ..
+    } = scan;
+    let mut accepts: Vec<(IpAddr, Accepts)> = accepts.into_iter().collect();
+    accepts.sort_unstable_by_key(|(addr, _)| *addr);
     let mut reasons: Vec<SuggestedRole> = Vec::new();
     let mut servers: BTreeSet<IpAddr> = BTreeSet::new();
     for (addr, (clients, ports)) in &accepts {
@@ -1441,32 +1704,43 @@ fn suggest_site(
     }
     // Internal services the suggested MDM servers use.
     let mut internal_roles: BTreeMap<(String, IpAddr), BTreeSet<String>> = BTreeMap::new();
+    // (transport, port) -> the one site role and requirement a server uses there.
+    let mut one_role: FastMap<(Transport, u16), Option<(&str, &str)>> = fast_map();
+    let mut role_seen: FastSet<(IpAddr, Transport, u16)> = fast_set();
     for f in flows
         .iter()
-        .filter(|f| servers.contains(&f.record.client.ip()))
+        .filter(|f| !servers.is_empty() && servers.contains(&f.record.client.ip()))
     {
         let r = &f.record;
         let (sv, port) = (r.server.ip(), r.server.port());
         if !internal(sv) || servers.contains(&sv) {
             continue;
         }
-        let cands: BTreeMap<&str, &str> = reqs
-            .iter()
-            .filter(|q| q.role == Role::ServerToInternal)
-            .filter(|q| matches!(initiator_role(q), Some(MDM_SERVER)))
-            .filter(|q| q.port_path(r.transport, port) == PortPath::Preferred)
-            .filter_map(|q| {
-                q.target
-                    .as_deref()
-                    .filter(|t| *t != MDM_SERVER && *t != MANAGED_DEVICES)
-                    .map(|t| (t, q.id.as_str()))
-            })
-            .collect();
-        if let (1, Some((t, id))) = (cands.len(), cands.iter().next()) {
-            internal_roles
-                .entry((t.to_string(), sv))
-                .or_default()
-                .insert(format!("{}/{port} ({id})", r.transport));
+        let one = *one_role.entry((r.transport, port)).or_insert_with(|| {
+            let cands: BTreeMap<&str, &str> = reqs
+                .iter()
+                .filter(|q| q.role == Role::ServerToInternal)
+                .filter(|q| matches!(initiator_role(q), Some(MDM_SERVER)))
+                .filter(|q| q.port_path(r.transport, port) == PortPath::Preferred)
+                .filter_map(|q| {
+                    q.target
+                        .as_deref()
+                        .filter(|t| *t != MDM_SERVER && *t != MANAGED_DEVICES)
+                        .map(|t| (t, q.id.as_str()))
+                })
+                .collect();
+            match (cands.len(), cands.iter().next()) {
+                (1, Some((t, id))) => Some((*t, *id)),
+                _ => None,
+            }
+        });
+        if let Some((t, id)) = one {
+            if role_seen.insert((sv, r.transport, port)) {
+                internal_roles
+                    .entry((t.to_string(), sv))
+                    .or_default()
+                    .insert(format!("{}/{port} ({id})", r.transport));
+            }
         }
     }
     for ((role, addr), what) in &internal_roles {
