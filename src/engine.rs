@@ -256,8 +256,9 @@ impl Worker {
             let d = match decode::decode(r.linktype, bytes) {
                 Ok(d) => d,
                 Err(s) => {
-                    // Frames without a flow are counted by the first worker only.
-                    if self.index == 0 {
+                    // A frame without a flow is counted once: by the worker the reader
+                    // gave it to, or else by the first worker.
+                    if own == Some(true) || (own.is_none() && self.index == 0) {
                         self.skipped[s.index()] += 1;
                         if s == Skip::UnsupportedLinkType {
                             *self.unsupported.entry(r.linktype).or_default() += 1;
@@ -329,10 +330,14 @@ fn assign_shards(chunk: &mut Chunk, shards: usize) {
         let bytes = data
             .get(start..start.saturating_add(r.caplen as usize))
             .unwrap_or(&[]);
-        r.shard = match decode::decode(r.linktype, bytes) {
-            Ok(d) if FlowTable::may_be_dns_response(&d) => Record::ALL_SHARDS,
-            Ok(d) => shard_of(&d, shards) as u16,
-            Err(_) => Record::NO_FLOW,
+        // Most frames: a look at the headers; the others are decoded.
+        r.shard = match flow::quick_shard_hash(r.linktype, bytes) {
+            Some(h) => (h % shards as u64) as u16,
+            None => match decode::decode(r.linktype, bytes) {
+                Ok(d) if FlowTable::may_be_dns_response(&d) => Record::ALL_SHARDS,
+                Ok(d) => shard_of(&d, shards) as u16,
+                Err(_) => Record::NO_FLOW,
+            },
         };
     }
 }

@@ -2,8 +2,8 @@
 //! handshake outcome, counters each way, and the server name with where it came from.
 //!
 //! A [`FlowTable`] is self-contained so that a pipeline can give each worker its own
-//! shard: both directions of a flow map to one [`FlowKey`] whose [`FlowKey::shard_hash`]
-//! is symmetric. Time is packet time only (never wall time), so a replay gives the
+//! shard: both directions of a flow map to one [`FlowKey`], and to one worker by
+//! [`sym_hash`], which is symmetric. Time is packet time only (never wall time), so a replay gives the
 //! same answer. This module knows nothing of the MDM catalog: the audit layer hands
 //! it a set of service ports (to orient mid-stream flows) and reads back
 //! [`FlowRecord`]s. Every cap (flows, buffered hello bytes, DNS cache) is counted
@@ -118,41 +118,157 @@ impl FlowKey {
         SocketAddr::new(ip_from(self.b, self.v4), self.b_port)
     }
 
-    /// A hash equal for both directions (the key is canonical), the same in every
-    /// run, to pick the worker that owns the flow.
+    /// The worker-choosing hash of this flow (see [`sym_hash`]).
     pub fn shard_hash(&self) -> u64 {
-        SHARD_HASHER.hash_one(self)
+        let fold = |b: [u8; 16]| {
+            if self.v4 {
+                let v4: [u8; 4] = [b[12], b[13], b[14], b[15]];
+                u64::from(u32::from_be_bytes(v4))
+            } else {
+                fold128(u128::from_be_bytes(b))
+            }
+        };
+        sym_hash(
+            self.transport,
+            fold(self.a),
+            self.a_port,
+            fold(self.b),
+            self.b_port,
+        )
     }
 }
 
-/// Fixed seeds: which worker owns a flow does not change from run to run.
-static SHARD_HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
-    0x6d64_6d61_7564_6974,
-    0x9e37_79b9_7f4a_7c15,
-    0xbf58_476d_1ce4_e5b9,
-    0x94d0_49bb_1331_11eb,
-);
+fn fold128(x: u128) -> u64 {
+    (x >> 64) as u64 ^ x as u64
+}
+
+fn fold_ip(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => fold128(u128::from(v6)),
+    }
+}
+
+/// A hash equal for both directions of a flow (addresses folded to 64 bits and
+/// combined by xor, ports likewise), the same in every run, to pick the worker that
+/// owns the flow. Cheap on purpose: the reader computes it for every frame. The
+/// finalizer (splitmix64's) spreads the xor over every bit.
+pub fn sym_hash(t: Transport, a: u64, a_port: u16, b: u64, b_port: u16) -> u64 {
+    let ports = u64::from(a_port ^ b_port);
+    let proto = match t {
+        Transport::Tcp => 6u64,
+        Transport::Udp => 17,
+    };
+    let mut z = (a ^ b)
+        .wrapping_add(ports.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(proto << 56);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// The shard hash of a decoded frame's flow (for an ICMP error, the flow it quotes).
 pub fn shard_hash(d: &Decoded<'_>) -> u64 {
-    let (t, a, b) = match &d.l4 {
-        L4::Tcp(t) => (
+    match &d.l4 {
+        L4::Tcp(t) => sym_hash(
             Transport::Tcp,
-            SocketAddr::new(d.src, t.sport),
-            SocketAddr::new(d.dst, t.dport),
+            fold_ip(d.src),
+            t.sport,
+            fold_ip(d.dst),
+            t.dport,
         ),
-        L4::Udp(u) => (
+        L4::Udp(u) => sym_hash(
             Transport::Udp,
-            SocketAddr::new(d.src, u.sport),
-            SocketAddr::new(d.dst, u.dport),
+            fold_ip(d.src),
+            u.sport,
+            fold_ip(d.dst),
+            u.dport,
         ),
-        L4::IcmpError(e) => (
+        L4::IcmpError(e) => sym_hash(
             e.transport,
-            SocketAddr::new(e.quoted_src, e.quoted_sport),
-            SocketAddr::new(e.quoted_dst, e.quoted_dport),
+            fold_ip(e.quoted_src),
+            e.quoted_sport,
+            fold_ip(e.quoted_dst),
+            e.quoted_dport,
         ),
+    }
+}
+
+/// The shard hash of a frame's flow read straight from its headers, for the common
+/// frames: Ethernet with at most two VLAN tags, or raw IP; IPv4 not fragmented, or
+/// IPv6 without extension headers; TCP or UDP on ports that are neither DNS (whose
+/// answers every shard reads) nor a tunnel that `decode` unwraps. `None` for any
+/// other frame: the caller decodes it in full.
+///
+/// Where it answers and `decode` finds a flow, both give the same key and so the same
+/// hash (the same [`sym_hash`]); where `decode` finds none, the
+/// frame goes to one shard, which decodes it and counts why it was skipped.
+pub fn quick_shard_hash(linktype: u32, frame: &[u8]) -> Option<u64> {
+    use crate::decode::linktype::{ETHERNET, IPV4, IPV6, RAW};
+    let be16 = |f: &[u8], at: usize| -> Option<u16> {
+        let b = f.get(at..at.checked_add(2)?)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
     };
-    FlowKey::of(t, a, b).0.shard_hash()
+    let ip = match linktype {
+        ETHERNET => {
+            let mut ty = be16(frame, 12)?;
+            let mut off = 14usize;
+            for _ in 0..2 {
+                if matches!(ty, 0x8100 | 0x88a8 | 0x9100) {
+                    ty = be16(frame, off.checked_add(2)?)?;
+                    off = off.checked_add(4)?;
+                }
+            }
+            if ty != 0x0800 && ty != 0x86dd {
+                return None;
+            }
+            frame.get(off..)?
+        }
+        RAW | IPV4 | IPV6 => frame,
+        _ => return None,
+    };
+    let first = *ip.first()?;
+    let (proto, src, dst, l4) = match first >> 4 {
+        4 => {
+            let ihl = usize::from(first & 0x0f).checked_mul(4)?;
+            // More-fragments flag or a fragment offset: decode's business.
+            if ihl < 20 || be16(ip, 6)? & 0x3fff != 0 {
+                return None;
+            }
+            let a: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+            let b: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            (
+                *ip.get(9)?,
+                u64::from(u32::from_be_bytes(a)),
+                u64::from(u32::from_be_bytes(b)),
+                ip.get(ihl..)?,
+            )
+        }
+        6 => {
+            let a: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let b: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            (
+                *ip.get(6)?,
+                fold128(u128::from_be_bytes(a)),
+                fold128(u128::from_be_bytes(b)),
+                ip.get(40..)?,
+            )
+        }
+        _ => return None,
+    };
+    let transport = match proto {
+        6 => Transport::Tcp,
+        17 => Transport::Udp,
+        _ => return None,
+    };
+    let (sport, dport) = (be16(l4, 0)?, be16(l4, 2)?);
+    if sport == 53 || dport == 53 {
+        return None;
+    }
+    if transport == Transport::Udp && [sport, dport].iter().any(|p| matches!(p, 2152 | 5247)) {
+        return None;
+    }
+    Some(sym_hash(transport, src, sport, dst, dport))
 }
 
 /// How a flow's server name was learned, in decreasing order of trust.
@@ -275,6 +391,19 @@ pub enum HelloStatus {
     Malformed,
 }
 
+impl HelloStatus {
+    /// The name in reports (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelloStatus::Complete => "complete",
+            HelloStatus::Partial => "partial",
+            HelloStatus::Incomplete => "incomplete",
+            HelloStatus::Overflow => "overflow",
+            HelloStatus::Malformed => "malformed",
+        }
+    }
+}
+
 /// The ICMP error that made a flow unreachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IcmpInfo {
@@ -358,6 +487,20 @@ pub enum EndReason {
     EmergencyTimeout,
     Evicted,
     PortReused,
+}
+
+impl EndReason {
+    /// The name in reports (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::EndOfCapture => "end_of_capture",
+            EndReason::Closed => "closed",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::EmergencyTimeout => "emergency_timeout",
+            EndReason::Evicted => "evicted",
+            EndReason::PortReused => "port_reused",
+        }
+    }
 }
 
 /// Limits and timeouts of a flow table. Every cap is counted when hit.

@@ -1,0 +1,66 @@
+//! The reader picks a frame's worker from its headers alone (`quick_shard_hash`)
+//! for the common frames, and by a full decode for the rest. Both must agree, or a
+//! flow's packets would be split between two workers: on every frame of every
+//! capture in `../shared/pcaps` where the quick look answers and the decoder finds
+//! a flow, the two hashes are equal. And the hash is the same for both directions.
+
+mod common;
+
+use common::*;
+use mdmaudit::decode;
+use mdmaudit::flow::{quick_shard_hash, shard_hash};
+use mdmaudit::reader::{Chunk, FileReader, Fill};
+
+#[test]
+fn quick_shard_hash_agrees_with_the_decoder_on_every_frame() {
+    let (mut frames, mut quick, mut mismatches) = (0u64, 0u64, Vec::new());
+    for dir in ["real", "malformed", "tcpdump-tests"] {
+        for cap in captures_in(&shared_pcaps().join(dir)) {
+            let path = cap.to_str().expect("utf-8 path");
+            let Ok(mut r) = FileReader::open(path, 0) else {
+                continue;
+            };
+            let mut chunk = Chunk::default();
+            loop {
+                let fill = r.fill(&mut chunk);
+                for rec in chunk.records.iter() {
+                    frames += 1;
+                    let bytes = chunk.bytes(rec);
+                    let Some(h) = quick_shard_hash(rec.linktype, bytes) else {
+                        continue;
+                    };
+                    quick += 1;
+                    if let Ok(d) = decode::decode(rec.linktype, bytes) {
+                        if shard_hash(&d) != h && mismatches.len() < 20 {
+                            mismatches.push(format!("{path}: frame {}", rec.frame));
+                        }
+                    }
+                }
+                if !matches!(fill, Fill::More) {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    // Most frames of real captures take the quick path (else it would not pay).
+    assert!(quick * 2 > frames, "{quick} of {frames} frames");
+}
+
+#[test]
+fn shard_hash_is_the_same_both_ways() {
+    use mdmaudit::flow::sym_hash;
+    use mdmaudit::model::Transport;
+    for (a, ap, b, bp) in [
+        (1u64, 1u16, 2u64, 2u16),
+        (0xa14_0102, 50000, 0x1100_0001, 5223),
+    ] {
+        for t in [Transport::Tcp, Transport::Udp] {
+            assert_eq!(sym_hash(t, a, ap, b, bp), sym_hash(t, b, bp, a, ap));
+        }
+    }
+    assert_ne!(
+        sym_hash(Transport::Tcp, 1, 1000, 2, 443),
+        sym_hash(Transport::Udp, 1, 1000, 2, 443)
+    );
+}
