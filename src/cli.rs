@@ -398,6 +398,8 @@ fn run_audit(a: AuditArgs) -> i32 {
             eprint!("\r{pkts} packets, {rate:.0} packets/s   ");
         }
     };
+    let timings = std::env::var_os("MDMAUDIT_TIMINGS").is_some();
+    let t_run = std::time::Instant::now();
     let run = engine::run(
         inputs,
         EngineConfig {
@@ -427,7 +429,9 @@ fn run_audit(a: AuditArgs) -> i32 {
     };
     let mut run = run;
     let recs = std::mem::take(&mut run.records);
+    let t_audit = std::time::Instant::now();
     let audit = audit::audit(&catalog, recs, &opts, span);
+    let t_report = std::time::Instant::now();
     let color = a
         .report
         .colored(a.output.is_some(), std::io::stdout().is_terminal());
@@ -456,6 +460,14 @@ fn run_audit(a: AuditArgs) -> i32 {
                 .and_then(|_| lock.flush())
         }
     };
+    if timings {
+        eprintln!(
+            "mdmaudit: timings: packets {:.3} s, audit {:.3} s, report {:.3} s",
+            (t_audit - t_run).as_secs_f64(),
+            (t_report - t_audit).as_secs_f64(),
+            t_report.elapsed().as_secs_f64()
+        );
+    }
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return fail(format!("cannot write the report: {e}"));

@@ -31,6 +31,7 @@ pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod engine;
+pub mod jsonw;
 pub mod live;
 pub mod model;
 pub mod report;

@@ -56,7 +56,7 @@ fn write_flows(
         let mut buf = Vec::with_capacity(block.len().saturating_mul(1024));
         for (k, f) in block.iter().enumerate() {
             buf.extend_from_slice(sep(first.saturating_add(k)));
-            serde_json::to_writer(&mut buf, &flow_out(f, files))?;
+            write_flow_json(&mut buf, f, files);
             buf.extend_from_slice(end);
         }
         Ok(buf)
@@ -68,31 +68,37 @@ fn write_flows(
         }
         return Ok(());
     }
-    let round = FLOWS_PER_BLOCK.saturating_mul(threads);
-    for (r, part) in flows.chunks(round).enumerate() {
-        let base = r.saturating_mul(round);
-        let bufs: Vec<io::Result<Vec<u8>>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = part
-                .chunks(FLOWS_PER_BLOCK)
-                .enumerate()
-                .map(|(b, block)| {
-                    let first = base.saturating_add(b.saturating_mul(FLOWS_PER_BLOCK));
-                    sc.spawn(move || format(first, block))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a formatting thread failed")))
-                })
-                .collect()
-        });
-        for b in bufs {
-            out.write_all(&b?)?;
+    // Formatter k formats blocks k, k + threads, ... into its own short queue; this
+    // thread takes them in block order and writes them, so that writing (a copy into
+    // the page cache, as costly as formatting) overlaps formatting, and at most a
+    // few blocks per formatter wait in memory.
+    let blocks: Vec<&[crate::audit::AuditedFlow]> = flows.chunks(FLOWS_PER_BLOCK).collect();
+    std::thread::scope(|sc| -> io::Result<()> {
+        let mut queues = Vec::with_capacity(threads);
+        for k in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(2);
+            queues.push(rx);
+            let blocks = &blocks;
+            let format = &format;
+            sc.spawn(move || {
+                for (i, block) in blocks.iter().enumerate().skip(k).step_by(threads) {
+                    let first = i.saturating_mul(FLOWS_PER_BLOCK);
+                    // The writer went away (a write failed): stop.
+                    if tx.send(format(first, block)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-    }
-    Ok(())
+        for i in 0..blocks.len() {
+            let buf = queues
+                .get(i % threads)
+                .and_then(|q| q.recv().ok())
+                .unwrap_or_else(|| Err(io::Error::other("a formatting thread failed")))?;
+            out.write_all(&buf)?;
+        }
+        Ok(())
+    })
 }
 
 /// A report writer for one format.
@@ -334,8 +340,8 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
         network: Network {
             transport: r.transport.as_str(),
             protocol: r.app.map(|a| a.as_str()),
-            packets: r.client_packets + r.server_packets,
-            bytes: r.client_bytes + r.server_bytes,
+            packets: r.client_packets.wrapping_add(r.server_packets),
+            bytes: r.client_bytes.wrapping_add(r.server_bytes),
         },
         tls: r.sni.as_deref().map(|sni| Tls {
             client: TlsClient { server_name: sni },
@@ -381,6 +387,177 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
                 .collect(),
         },
     }
+}
+
+/// Append one flow as JSON: the same bytes as `serde_json::to_writer(flow_out(f,
+/// files))`, without going through serde (the flow list is most of a report).
+pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
+    use crate::jsonw::{float, int, ip, key, string, time};
+    let r: &FlowRecord = &f.record;
+    let tcp = r.transport == crate::model::Transport::Tcp;
+    out.extend_from_slice(b"{\"@timestamp\":");
+    time(out, r.first_ts);
+    out.extend_from_slice(
+        b",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\"type\":[\"connection\"],\"start\":",
+    );
+    time(out, r.first_ts);
+    out.extend_from_slice(b",\"end\":");
+    time(out, r.last_ts);
+    out.extend_from_slice(b",\"duration\":");
+    int(out, r.last_ts.saturating_sub(r.first_ts));
+    out.extend_from_slice(b",\"outcome\":");
+    string(out, event_outcome(r));
+    out.extend_from_slice(b"},\"source\":{\"ip\":");
+    ip(out, r.client.ip());
+    out.extend_from_slice(b",\"port\":");
+    int(out, r.client.port());
+    out.extend_from_slice(b",\"packets\":");
+    int(out, r.client_packets);
+    out.extend_from_slice(b",\"bytes\":");
+    int(out, r.client_bytes);
+    out.extend_from_slice(b"},\"destination\":{\"ip\":");
+    ip(out, r.server.ip());
+    out.extend_from_slice(b",\"port\":");
+    int(out, r.server.port());
+    out.extend_from_slice(b",\"packets\":");
+    int(out, r.server_packets);
+    out.extend_from_slice(b",\"bytes\":");
+    int(out, r.server_bytes);
+    if let Some(name) = r.name.as_deref() {
+        out.extend_from_slice(b",\"domain\":");
+        string(out, name);
+    }
+    out.extend_from_slice(b"},\"network\":{\"transport\":");
+    string(out, r.transport.as_str());
+    if let Some(a) = r.app {
+        out.extend_from_slice(b",\"protocol\":");
+        string(out, a.as_str());
+    }
+    out.extend_from_slice(b",\"packets\":");
+    int(out, r.client_packets.wrapping_add(r.server_packets));
+    out.extend_from_slice(b",\"bytes\":");
+    int(out, r.client_bytes.wrapping_add(r.server_bytes));
+    out.push(b'}');
+    if let Some(sni) = r.sni.as_deref() {
+        out.extend_from_slice(b",\"tls\":{\"client\":{\"server_name\":");
+        string(out, sni);
+        out.extend_from_slice(b"}}");
+    }
+    if !f.matches.is_empty() {
+        out.extend_from_slice(b",\"rule\":{\"id\":[");
+        for (i, m) in f.matches.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, &m.rule);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b",\"mdmaudit\":{\"record\":\"flow\",\"outcome\":");
+    string(out, r.outcome.as_str());
+    if let Some(ns) = f.name_source() {
+        out.push(b',');
+        key(out, "name_source");
+        string(out, ns.as_str());
+    }
+    if let Some((vendor, range)) = f.catalog_range.as_ref() {
+        out.push(b',');
+        key(out, "catalog_vendor");
+        string(out, vendor);
+        out.push(b',');
+        key(out, "catalog_range");
+        string(out, range);
+    }
+    if let Some(rtt) = r.rtt_ns {
+        out.push(b',');
+        key(out, "rtt_ms");
+        float(out, rtt as f64 / 1e6);
+    }
+    if let Some(t) = r.ttfb_ns {
+        out.push(b',');
+        key(out, "ttfb_ms");
+        float(out, t as f64 / 1e6);
+    }
+    out.push(b',');
+    key(out, "first_frame");
+    int(out, r.first_frame.frame);
+    if let Some(file) = files.get(r.first_frame.file as usize) {
+        out.push(b',');
+        key(out, "capture_file");
+        string(out, file);
+    }
+    if tcp {
+        out.push(b',');
+        key(out, "syn_retransmits");
+        int(out, r.syn_retransmits);
+        out.push(b',');
+        key(out, "tcp_flags");
+        out.extend_from_slice(b"{\"client\":");
+        string(out, &flags_str(r.client_flags));
+        out.extend_from_slice(b",\"server\":");
+        string(out, &flags_str(r.server_flags));
+        out.push(b'}');
+    }
+    if let Some(h) = r.hello {
+        out.push(b',');
+        key(out, "client_hello");
+        string(out, h.as_str());
+    }
+    if let Some(i) = r.icmp {
+        out.push(b',');
+        key(out, "icmp");
+        out.extend_from_slice(b"{\"type\":");
+        int(out, i.icmp_type);
+        out.extend_from_slice(b",\"code\":");
+        int(out, i.code);
+        out.extend_from_slice(if i.admin_prohibited {
+            b",\"admin_prohibited\":true,\"frame\":"
+        } else {
+            b",\"admin_prohibited\":false,\"frame\":"
+        });
+        int(out, i.frame.frame);
+        out.extend_from_slice(b",\"reporter\":");
+        ip(out, i.reporter);
+        out.push(b'}');
+    }
+    if r.one_direction {
+        out.extend_from_slice(b",\"one_direction\":true");
+    }
+    out.push(b',');
+    key(out, "ended_by");
+    string(out, r.ended_by.as_str());
+    if r.folded != 0 {
+        out.push(b',');
+        key(out, "folded");
+        int(out, r.folded);
+    }
+    if !f.matches.is_empty() {
+        out.push(b',');
+        key(out, "matches");
+        out.push(b'[');
+        for (i, m) in f.matches.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"rule\":");
+            string(out, &m.rule);
+            out.extend_from_slice(b",\"path\":");
+            string(out, m.path.as_str());
+            out.extend_from_slice(b",\"by\":");
+            match &m.by {
+                crate::catalog::MatchBy::Host(p) => string(out, p),
+                by => string(out, &ByText(by).to_string()),
+            }
+            out.extend_from_slice(b",\"verdict\":");
+            match m.verdict {
+                Some(v) => string(out, v.as_str()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}}");
 }
 
 /// One finding as an ECS-shaped alert.
