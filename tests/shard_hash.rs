@@ -64,3 +64,48 @@ fn shard_hash_is_the_same_both_ways() {
         sym_hash(Transport::Udp, 1, 1000, 2, 443)
     );
 }
+
+/// `decode`'s fast path for plain TCP frames gives what the general decoder gives,
+/// on every frame of every shared capture (and takes most of them).
+#[test]
+fn fast_decode_path_agrees_with_the_general_decoder() {
+    let (mut frames, mut same, mut plain, mut mismatches) = (0u64, 0u64, 0u64, Vec::new());
+    for dir in ["real", "malformed", "tcpdump-tests"] {
+        for cap in captures_in(&shared_pcaps().join(dir)) {
+            let path = cap.to_str().expect("utf-8 path");
+            let Ok(mut r) = FileReader::open(path, 0) else {
+                continue;
+            };
+            let mut chunk = Chunk::default();
+            loop {
+                let fill = r.fill(&mut chunk);
+                for rec in chunk.records.iter() {
+                    frames += 1;
+                    let bytes = chunk.bytes(rec);
+                    if decode::plain_tcp(rec.linktype, bytes).is_some() {
+                        plain += 1;
+                    }
+                    let fast = decode::decode(rec.linktype, bytes);
+                    let general = decode::decode_general(rec.linktype, bytes);
+                    if fast == general {
+                        same += 1;
+                    } else if mismatches.len() < 20 {
+                        mismatches.push(format!(
+                            "{path}: frame {}: {fast:?} vs {general:?}",
+                            rec.frame
+                        ));
+                    }
+                }
+                if !matches!(fill, Fill::More) {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    assert_eq!(same, frames);
+    assert!(
+        plain * 3 > frames,
+        "fast path took {plain} of {frames} frames"
+    );
+}
