@@ -4,12 +4,13 @@
 //!
 //! Threads (SPEC section 8): with `threads > 1` the calling thread reads and hands
 //! each chunk, whole and shared, to every worker over bounded channels (a slow worker
-//! blocks the reader: back-pressure, nothing dropped). Every worker walks every frame
-//! of the chunk in file order, decodes it, and keeps only the flows of its shard
-//! (a symmetric hash of the flow key); DNS answers are learned by all workers, so
-//! names do not depend on the number of threads. Handing over a chunk of about a
-//! thousand frames costs one channel message instead of a thousand. With `threads ==
-//! 1` there are no threads and no channels at all.
+//! blocks the reader: back-pressure, nothing dropped). The reader marks each frame
+//! with the worker that owns its flow (a symmetric hash of the addresses and ports,
+//! `flow::sym_hash`); every worker walks the chunk's frames in file order, keeps
+//! the packet clock from all of them and decodes only its own; DNS answers are
+//! learned by all workers, so names do not depend on the number of threads. Handing
+//! over a chunk of about a thousand frames costs one channel message instead of a
+//! thousand. With `threads == 1` there are no threads and no channels at all.
 //!
 //! This module owns the counters a reader needs to trust a report ("nothing is lost
 //! silently"). It does not judge flows (`audit`) nor format anything (`report`).
@@ -320,9 +321,10 @@ fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
     (flow::shard_hash(d) % shards as u64) as usize
 }
 
-/// The reader's share of the work with several workers: decode each frame once to
-/// tell which worker owns it, so that the others skip it without decoding. DNS
-/// answers go to every worker; undecodable frames to the first, which counts them.
+/// The reader's share of the work with several workers: tell which worker owns each
+/// frame (from its headers for the common frames, else by decoding it), so that the
+/// others skip it without decoding. DNS answers go to every worker; frames without
+/// a flow to the one the quick look chose, or else to the first, which count them.
 fn assign_shards(chunk: &mut Chunk, shards: usize) {
     let Chunk { data, records, .. } = chunk;
     for r in records.iter_mut() {
