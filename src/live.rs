@@ -1124,10 +1124,13 @@ fn stream(
         .filter(|(_, s)| !*s)
         .map(|(r, _)| r.first_frame)
         .collect();
+    let mut buf = Vec::new();
     for f in win.flows.iter() {
         if fresh.contains(&f.record.first_frame) {
-            serde_json::to_writer(&mut *out, &report::flow_out(f, &files))?;
-            out.write_all(b"\n")?;
+            buf.clear();
+            report::write_flow_json(&mut buf, f, &files);
+            buf.push(b'\n');
+            out.write_all(&buf)?;
         }
     }
     for (_, s) in st.records.iter_mut() {
