@@ -221,17 +221,17 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
     }
 }
 
-/// The most common frame, read without etherparse: Ethernet (at most two VLAN tags)
-/// or raw IP, then unfragmented IPv4 or IPv6 without extension headers whose length
-/// field fits the captured bytes, then TCP. Gives exactly what [`decode_general`]
-/// gives for such a frame (tests compare both on every frame of the shared
-/// captures); `None` for anything else, which the general path takes.
-pub fn plain_tcp(linktype: u32, frame: &[u8]) -> Option<Decoded<'_>> {
-    let be16 = |f: &[u8], at: usize| -> Option<u16> {
-        let b: [u8; 2] = f.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(u16::from_be_bytes(b))
-    };
-    let ip = match linktype {
+/// Big-endian u16 at `at`, if the bytes are there.
+pub(crate) fn be16(f: &[u8], at: usize) -> Option<u16> {
+    let b: [u8; 2] = f.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_be_bytes(b))
+}
+
+/// The IP packet of a frame of the plain kinds, found without walking anything
+/// else: Ethernet with at most two VLAN tags and an IP ethertype, or raw IP. `None`
+/// for every other frame (the fast paths leave those to [`decode_general`]).
+pub fn plain_ip_packet(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
+    match linktype {
         linktype::ETHERNET => {
             let mut ty = be16(frame, 12)?;
             let mut off = 14usize;
@@ -244,11 +244,20 @@ pub fn plain_tcp(linktype: u32, frame: &[u8]) -> Option<Decoded<'_>> {
             if ty != ETH_IPV4 && ty != ETH_IPV6 {
                 return None;
             }
-            frame.get(off..)?
+            frame.get(off..)
         }
-        linktype::RAW | linktype::IPV4 | linktype::IPV6 => frame,
-        _ => return None,
-    };
+        linktype::RAW | linktype::IPV4 | linktype::IPV6 => Some(frame),
+        _ => None,
+    }
+}
+
+/// The most common frame, read without etherparse: Ethernet (at most two VLAN tags)
+/// or raw IP, then unfragmented IPv4 or IPv6 without extension headers whose length
+/// field fits the captured bytes, then TCP. Gives exactly what [`decode_general`]
+/// gives for such a frame (tests compare both on every frame of the shared
+/// captures); `None` for anything else, which the general path takes.
+pub fn plain_tcp(linktype: u32, frame: &[u8]) -> Option<Decoded<'_>> {
+    let ip = plain_ip_packet(linktype, frame)?;
     let first = *ip.first()?;
     let (src, dst, data) = match first >> 4 {
         4 => {

@@ -204,29 +204,8 @@ pub fn shard_hash(d: &Decoded<'_>) -> u64 {
 /// hash (the same [`sym_hash`]); where `decode` finds none, the
 /// frame goes to one shard, which decodes it and counts why it was skipped.
 pub fn quick_shard_hash(linktype: u32, frame: &[u8]) -> Option<u64> {
-    use crate::decode::linktype::{ETHERNET, IPV4, IPV6, RAW};
-    let be16 = |f: &[u8], at: usize| -> Option<u16> {
-        let b = f.get(at..at.checked_add(2)?)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-    };
-    let ip = match linktype {
-        ETHERNET => {
-            let mut ty = be16(frame, 12)?;
-            let mut off = 14usize;
-            for _ in 0..2 {
-                if matches!(ty, 0x8100 | 0x88a8 | 0x9100) {
-                    ty = be16(frame, off.checked_add(2)?)?;
-                    off = off.checked_add(4)?;
-                }
-            }
-            if ty != 0x0800 && ty != 0x86dd {
-                return None;
-            }
-            frame.get(off..)?
-        }
-        RAW | IPV4 | IPV6 => frame,
-        _ => return None,
-    };
+    use crate::decode::be16;
+    let ip = crate::decode::plain_ip_packet(linktype, frame)?;
     let first = *ip.first()?;
     let (proto, src, dst, l4) = match first >> 4 {
         4 => {
