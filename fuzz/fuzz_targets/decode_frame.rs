@@ -4,11 +4,12 @@
 //! link type, any other value is tried as a link type number), then the frame.
 //! Contract checked: a value for every input, never a panic; a decoded payload lies
 //! inside the frame and is no longer than the length the headers announce; tunnels
-//! stay within `MAX_NESTING`; decoding is deterministic.
+//! stay within `MAX_NESTING`; decoding is deterministic; the fast path for plain TCP
+//! frames gives what the general decoder gives.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mdmaudit::decode::{decode, L4, MAX_NESTING};
+use mdmaudit::decode::{decode, decode_general, L4, MAX_NESTING};
 use mdmaudit_fuzz::linktype_of;
 
 fn inside(part: &[u8], whole: &[u8]) -> bool {
@@ -41,4 +42,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(first, decode(lt, frame), "decode is not deterministic");
+    // The fast path for plain TCP frames answers exactly as the general decoder.
+    assert_eq!(
+        first,
+        decode_general(lt, frame),
+        "fast path and general decoder differ"
+    );
 });
