@@ -407,22 +407,20 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
     int(out, r.last_ts.saturating_sub(r.first_ts));
     out.extend_from_slice(b",\"outcome\":");
     string(out, event_outcome(r));
+    // An ECS endpoint's fields, after its opening `"ip":`.
+    let endpoint = |out: &mut Vec<u8>, at: std::net::SocketAddr, packets: u64, bytes: u64| {
+        ip(out, at.ip());
+        out.extend_from_slice(b",\"port\":");
+        int(out, at.port());
+        out.extend_from_slice(b",\"packets\":");
+        int(out, packets);
+        out.extend_from_slice(b",\"bytes\":");
+        int(out, bytes);
+    };
     out.extend_from_slice(b"},\"source\":{\"ip\":");
-    ip(out, r.client.ip());
-    out.extend_from_slice(b",\"port\":");
-    int(out, r.client.port());
-    out.extend_from_slice(b",\"packets\":");
-    int(out, r.client_packets);
-    out.extend_from_slice(b",\"bytes\":");
-    int(out, r.client_bytes);
+    endpoint(out, r.client, r.client_packets, r.client_bytes);
     out.extend_from_slice(b"},\"destination\":{\"ip\":");
-    ip(out, r.server.ip());
-    out.extend_from_slice(b",\"port\":");
-    int(out, r.server.port());
-    out.extend_from_slice(b",\"packets\":");
-    int(out, r.server_packets);
-    out.extend_from_slice(b",\"bytes\":");
-    int(out, r.server_bytes);
+    endpoint(out, r.server, r.server_packets, r.server_bytes);
     if let Some(name) = r.name.as_deref() {
         out.extend_from_slice(b",\"domain\":");
         string(out, name);

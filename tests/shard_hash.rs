@@ -9,11 +9,11 @@ mod common;
 use common::*;
 use mdmaudit::decode;
 use mdmaudit::flow::{quick_shard_hash, shard_hash};
-use mdmaudit::reader::{Chunk, FileReader, Fill};
+use mdmaudit::reader::{Chunk, FileReader, Fill, Record};
 
-#[test]
-fn quick_shard_hash_agrees_with_the_decoder_on_every_frame() {
-    let (mut frames, mut quick, mut mismatches) = (0u64, 0u64, Vec::new());
+/// Call `f(path, record, bytes)` for every frame of every capture in
+/// `../shared/pcaps` (real, malformed, tcpdump's test files) that our reader frames.
+fn for_each_shared_frame(mut f: impl FnMut(&str, &Record, &[u8])) {
     for dir in ["real", "malformed", "tcpdump-tests"] {
         for cap in captures_in(&shared_pcaps().join(dir)) {
             let path = cap.to_str().expect("utf-8 path");
@@ -24,17 +24,7 @@ fn quick_shard_hash_agrees_with_the_decoder_on_every_frame() {
             loop {
                 let fill = r.fill(&mut chunk);
                 for rec in chunk.records.iter() {
-                    frames += 1;
-                    let bytes = chunk.bytes(rec);
-                    let Some(h) = quick_shard_hash(rec.linktype, bytes) else {
-                        continue;
-                    };
-                    quick += 1;
-                    if let Ok(d) = decode::decode(rec.linktype, bytes) {
-                        if shard_hash(&d) != h && mismatches.len() < 20 {
-                            mismatches.push(format!("{path}: frame {}", rec.frame));
-                        }
-                    }
+                    f(path, rec, chunk.bytes(rec));
                 }
                 if !matches!(fill, Fill::More) {
                     break;
@@ -42,6 +32,23 @@ fn quick_shard_hash_agrees_with_the_decoder_on_every_frame() {
             }
         }
     }
+}
+
+#[test]
+fn quick_shard_hash_agrees_with_the_decoder_on_every_frame() {
+    let (mut frames, mut quick, mut mismatches) = (0u64, 0u64, Vec::new());
+    for_each_shared_frame(|path, rec, bytes| {
+        frames += 1;
+        let Some(h) = quick_shard_hash(rec.linktype, bytes) else {
+            return;
+        };
+        quick += 1;
+        if let Ok(d) = decode::decode(rec.linktype, bytes) {
+            if shard_hash(&d) != h && mismatches.len() < 20 {
+                mismatches.push(format!("{path}: frame {}", rec.frame));
+            }
+        }
+    });
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     // Most frames of real captures take the quick path (else it would not pay).
     assert!(quick * 2 > frames, "{quick} of {frames} frames");
@@ -70,38 +77,22 @@ fn shard_hash_is_the_same_both_ways() {
 #[test]
 fn fast_decode_path_agrees_with_the_general_decoder() {
     let (mut frames, mut same, mut plain, mut mismatches) = (0u64, 0u64, 0u64, Vec::new());
-    for dir in ["real", "malformed", "tcpdump-tests"] {
-        for cap in captures_in(&shared_pcaps().join(dir)) {
-            let path = cap.to_str().expect("utf-8 path");
-            let Ok(mut r) = FileReader::open(path, 0) else {
-                continue;
-            };
-            let mut chunk = Chunk::default();
-            loop {
-                let fill = r.fill(&mut chunk);
-                for rec in chunk.records.iter() {
-                    frames += 1;
-                    let bytes = chunk.bytes(rec);
-                    if decode::plain_tcp(rec.linktype, bytes).is_some() {
-                        plain += 1;
-                    }
-                    let fast = decode::decode(rec.linktype, bytes);
-                    let general = decode::decode_general(rec.linktype, bytes);
-                    if fast == general {
-                        same += 1;
-                    } else if mismatches.len() < 20 {
-                        mismatches.push(format!(
-                            "{path}: frame {}: {fast:?} vs {general:?}",
-                            rec.frame
-                        ));
-                    }
-                }
-                if !matches!(fill, Fill::More) {
-                    break;
-                }
-            }
+    for_each_shared_frame(|path, rec, bytes| {
+        frames += 1;
+        if decode::plain_tcp(rec.linktype, bytes).is_some() {
+            plain += 1;
         }
-    }
+        let fast = decode::decode(rec.linktype, bytes);
+        let general = decode::decode_general(rec.linktype, bytes);
+        if fast == general {
+            same += 1;
+        } else if mismatches.len() < 20 {
+            mismatches.push(format!(
+                "{path}: frame {}: {fast:?} vs {general:?}",
+                rec.frame
+            ));
+        }
+    });
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     assert_eq!(same, frames);
     assert!(
