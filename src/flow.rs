@@ -3,8 +3,8 @@
 //!
 //! A [`FlowTable`] is self-contained so that a pipeline can give each worker its own
 //! shard: both directions of a flow map to one [`FlowKey`], and to one worker by
-//! [`sym_hash`], which is symmetric. Time is packet time only (never wall time), so a replay gives the
-//! same answer. This module knows nothing of the MDM catalog: the audit layer hands
+//! [`sym_hash`], which is symmetric. Time is packet time only (never wall time), so a
+//! replay gives the same answer. This module knows nothing of the MDM catalog: the audit layer hands
 //! it a set of service ports (to orient mid-stream flows) and reads back
 //! [`FlowRecord`]s. Every cap (flows, buffered hello bytes, DNS cache) is counted
 //! when hit; nothing is dropped silently.
@@ -117,25 +117,6 @@ impl FlowKey {
     pub fn b(&self) -> SocketAddr {
         SocketAddr::new(ip_from(self.b, self.v4), self.b_port)
     }
-
-    /// The worker-choosing hash of this flow (see [`sym_hash`]).
-    pub fn shard_hash(&self) -> u64 {
-        let fold = |b: [u8; 16]| {
-            if self.v4 {
-                let v4: [u8; 4] = [b[12], b[13], b[14], b[15]];
-                u64::from(u32::from_be_bytes(v4))
-            } else {
-                fold128(u128::from_be_bytes(b))
-            }
-        };
-        sym_hash(
-            self.transport,
-            fold(self.a),
-            self.a_port,
-            fold(self.b),
-            self.b_port,
-        )
-    }
 }
 
 fn fold128(x: u128) -> u64 {
@@ -200,9 +181,9 @@ pub fn shard_hash(d: &Decoded<'_>) -> u64 {
 /// answers every shard reads) nor a tunnel that `decode` unwraps. `None` for any
 /// other frame: the caller decodes it in full.
 ///
-/// Where it answers and `decode` finds a flow, both give the same key and so the same
-/// hash (the same [`sym_hash`]); where `decode` finds none, the
-/// frame goes to one shard, which decodes it and counts why it was skipped.
+/// Where it answers and `decode` finds a flow, both read the same addresses and ports
+/// and so give the same [`sym_hash`]; where `decode` finds none, the frame goes to one
+/// shard, which decodes it and counts why it was skipped.
 pub fn quick_shard_hash(linktype: u32, frame: &[u8]) -> Option<u64> {
     use crate::decode::be16;
     let ip = crate::decode::plain_ip_packet(linktype, frame)?;

@@ -52,19 +52,19 @@ fn write_flows(
     sep: &(dyn Fn(usize) -> &'static [u8] + Sync),
     end: &'static [u8],
 ) -> io::Result<()> {
-    let format = |first: usize, block: &[crate::audit::AuditedFlow]| -> io::Result<Vec<u8>> {
+    let format = |first: usize, block: &[crate::audit::AuditedFlow]| -> Vec<u8> {
         let mut buf = Vec::with_capacity(block.len().saturating_mul(1024));
         for (k, f) in block.iter().enumerate() {
             buf.extend_from_slice(sep(first.saturating_add(k)));
             write_flow_json(&mut buf, f, files);
             buf.extend_from_slice(end);
         }
-        Ok(buf)
+        buf
     };
     let threads = threads.max(1);
     if threads == 1 || flows.len() <= FLOWS_PER_BLOCK {
         for (i, block) in flows.chunks(FLOWS_PER_BLOCK).enumerate() {
-            out.write_all(&format(i.saturating_mul(FLOWS_PER_BLOCK), block)?)?;
+            out.write_all(&format(i.saturating_mul(FLOWS_PER_BLOCK), block))?;
         }
         return Ok(());
     }
@@ -76,7 +76,7 @@ fn write_flows(
     std::thread::scope(|sc| -> io::Result<()> {
         let mut queues = Vec::with_capacity(threads);
         for k in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(2);
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
             queues.push(rx);
             let blocks = &blocks;
             let format = &format;
@@ -94,7 +94,7 @@ fn write_flows(
             let buf = queues
                 .get(i % threads)
                 .and_then(|q| q.recv().ok())
-                .unwrap_or_else(|| Err(io::Error::other("a formatting thread failed")))?;
+                .ok_or_else(|| io::Error::other("a formatting thread failed"))?;
             out.write_all(&buf)?;
         }
         Ok(())
@@ -123,23 +123,43 @@ pub fn iso_time(ns: i64) -> String {
     }
 }
 
-fn flags_str(f: u8) -> String {
-    let mut s = String::new();
+/// TCP flags seen, as letters in a fixed order (`SAPF`), without allocating.
+fn flags_letters(f: u8) -> ([u8; 8], usize) {
+    let mut buf = [0u8; 8];
+    let mut n = 0;
     for (bit, c) in [
-        (0x02u8, 'S'),
-        (0x10, 'A'),
-        (0x08, 'P'),
-        (0x01, 'F'),
-        (0x04, 'R'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'C'),
+        (0x02u8, b'S'),
+        (0x10, b'A'),
+        (0x08, b'P'),
+        (0x01, b'F'),
+        (0x04, b'R'),
+        (0x20, b'U'),
+        (0x40, b'E'),
+        (0x80, b'C'),
     ] {
         if f & bit != 0 {
-            s.push(c);
+            if let Some(slot) = buf.get_mut(n) {
+                *slot = c;
+            }
+            n += 1;
         }
     }
-    s
+    (buf, n)
+}
+
+fn flags_str(f: u8) -> String {
+    let (buf, n) = flags_letters(f);
+    buf.get(..n)
+        .map(|b| b.iter().map(|&c| char::from(c)).collect())
+        .unwrap_or_default()
+}
+
+/// Append the flags as a JSON string (the letters need no escaping).
+fn flags_json(out: &mut Vec<u8>, f: u8) {
+    let (buf, n) = flags_letters(f);
+    out.push(b'"');
+    out.extend_from_slice(buf.get(..n).unwrap_or_default());
+    out.push(b'"');
 }
 
 fn event_outcome(r: &FlowRecord) -> &'static str {
@@ -491,9 +511,9 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
         out.push(b',');
         key(out, "tcp_flags");
         out.extend_from_slice(b"{\"client\":");
-        string(out, &flags_str(r.client_flags));
+        flags_json(out, r.client_flags);
         out.extend_from_slice(b",\"server\":");
-        string(out, &flags_str(r.server_flags));
+        flags_json(out, r.server_flags);
         out.push(b'}');
     }
     if let Some(h) = r.hello {
