@@ -64,8 +64,11 @@ pub enum FailOn {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReaderArg {
-    /// mdmaudit's own chunked pcap/pcapng reader.
+    /// mdmaudit's own pcap/pcapng reader: a regular file through mapped windows,
+    /// standard input and pipes through read(2).
     Fast,
+    /// The same reader through read(2) even for a regular file (for comparison).
+    Read,
     /// libpcap, one packet at a time (slower; for comparison).
     Libpcap,
 }
@@ -373,6 +376,7 @@ fn run_audit(a: AuditArgs) -> i32 {
     // Open every input before reading any: an unreadable one stops the run at once.
     let kind = match a.reader {
         ReaderArg::Fast => ReaderKind::Fast,
+        ReaderArg::Read => ReaderKind::Read,
         ReaderArg::Libpcap => ReaderKind::Libpcap,
     };
     let mut inputs = Vec::new();

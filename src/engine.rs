@@ -11,6 +11,8 @@
 //! learned by all workers, so names do not depend on the number of threads. Handing
 //! over a chunk of about a thousand frames costs one channel message instead of a
 //! thousand. With `threads == 1` there are no threads and no channels at all.
+//! A chunk of a regular file is a stretch of a mapped window of the file
+//! ([`crate::mapped`]): it holds the window, not a copy of its bytes.
 //!
 //! This module owns the counters a reader needs to trust a report ("nothing is lost
 //! silently"). It does not judge flows (`audit`) nor format anything (`report`).
@@ -118,8 +120,11 @@ impl RunResult {
 /// How capture files are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReaderKind {
-    /// Our chunked pcap/pcapng reader (the default for files).
+    /// Our chunked pcap/pcapng reader (the default for files): regular files through
+    /// mapped windows, other inputs through read(2).
     Fast,
+    /// Our reader, through read(2) whatever the input.
+    Read,
     /// libpcap's `pcap_next_ex`, one packet at a time.
     Libpcap,
 }
@@ -135,6 +140,7 @@ impl Input {
     pub fn open(path: &str, index: u32, kind: ReaderKind) -> Result<Input, OpenError> {
         match kind {
             ReaderKind::Fast => FileReader::open(path, index).map(Input::Fast),
+            ReaderKind::Read => FileReader::open_with(path, index, false).map(Input::Fast),
             ReaderKind::Libpcap => FileSource::open(path).map(|src| Input::Libpcap { src, index }),
         }
     }
@@ -143,6 +149,14 @@ impl Input {
         match self {
             Input::Fast(r) => r.name(),
             Input::Libpcap { src, .. } => src.name(),
+        }
+    }
+
+    /// The owner id of the input's mapped windows ([`crate::mapped`]), if any.
+    fn map_owner(&self) -> Option<u64> {
+        match self {
+            Input::Fast(r) => r.map_owner(),
+            Input::Libpcap { .. } => None,
         }
     }
 
@@ -157,9 +171,7 @@ impl Input {
         match self {
             Input::Fast(r) => r.fill(chunk),
             Input::Libpcap { src, index } => {
-                chunk.records.clear();
-                chunk.data.clear();
-                chunk.file = *index;
+                chunk.reset(*index);
                 let lt = src.linktype();
                 while chunk.data.len() < CHUNK_BYTES {
                     match src.next_packet() {
@@ -240,11 +252,12 @@ impl Worker {
     }
 
     fn chunk_frames(&mut self, chunk: &Chunk) {
+        let buf = chunk.buf();
         for (i, r) in chunk.records.iter().enumerate() {
             // The headers of a frame a few ahead: the reader wrote them on another
             // core, and the wait for them was most of decoding's cost.
             if let Some(ahead) = chunk.records.get(i.wrapping_add(PREFETCH_AHEAD)) {
-                prefetch(chunk.data.get(ahead.off as usize..));
+                crate::mapped::prefetch(buf.get(ahead.off as usize..));
             }
             // Every worker keeps the capture's clock, so flows expire at the same
             // packet time whatever the number of shards.
@@ -258,7 +271,10 @@ impl Worker {
                 s if usize::from(s) == self.index => Some(true),
                 _ => continue,
             };
-            let bytes = chunk.bytes(r);
+            let start = r.off as usize;
+            let bytes = buf
+                .get(start..start.saturating_add(r.caplen as usize))
+                .unwrap_or(&[]);
             let d = match decode::decode(r.linktype, bytes) {
                 Ok(d) => d,
                 Err(s) => {
@@ -324,24 +340,6 @@ impl Worker {
 /// Frames ahead of the current one whose headers a worker asks the cache for.
 const PREFETCH_AHEAD: usize = 8;
 
-/// Ask for the cache line at the start of `bytes` (a hint; nothing is read).
-#[inline(always)]
-fn prefetch(bytes: Option<&[u8]>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b) = bytes {
-        // SAFETY: a prefetch is a hint that never faults and reads nothing into the
-        // program; the pointer is that of a live slice.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                b.as_ptr().cast::<i8>(),
-                std::arch::x86_64::_MM_HINT_T0,
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
-
 /// The worker that owns a decoded frame's flow.
 fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
     (flow::shard_hash(d) % shards as u64) as usize
@@ -352,7 +350,7 @@ fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
 /// others skip it without decoding. DNS answers go to every worker; frames without
 /// a flow to the one the quick look chose, or else to the first, which count them.
 fn assign_shards(chunk: &mut Chunk, shards: usize) {
-    let Chunk { data, records, .. } = chunk;
+    let (data, records) = chunk.split();
     for r in records.iter_mut() {
         let start = r.off as usize;
         let bytes = data
@@ -391,6 +389,7 @@ pub fn run(inputs: Vec<Input>, cfg: EngineConfig, mut progress: Option<Progress<
     let threads = cfg.threads.max(1);
     let mut cap = CaptureStats::default();
     let mut summaries = Vec::new();
+    let owners: Vec<Option<u64>> = inputs.iter().map(Input::map_owner).collect();
     let workers: Vec<Worker> = if threads == 1 {
         let mut w = Worker::new(0, 1, cfg.flow.clone(), cfg.max_records);
         let mut chunk = Chunk::default();
@@ -426,8 +425,27 @@ pub fn run(inputs: Vec<Input>, cfg: EngineConfig, mut progress: Option<Progress<
             &mut progress,
         )
     };
-
+    late_faults(&mut summaries, &owners);
     merge(workers, cap, summaries)
+}
+
+/// A page of a mapped input that went missing under a worker only (after the reader
+/// had framed it: the file shrank late in the run) is damage too.
+fn late_faults(summaries: &mut [InputSummary], owners: &[Option<u64>]) {
+    for (s, owner) in summaries.iter_mut().zip(owners) {
+        let Some(at) = owner.and_then(crate::mapped::first_fault) else {
+            continue;
+        };
+        if s.damage.is_none() {
+            let now = std::fs::metadata(&s.file).map_or(0, |m| m.len());
+            s.damage = Some(Damage {
+                file: s.file.clone(),
+                offset: Some(at),
+                packets_read: s.packets,
+                reason: crate::mapped::changed_reason(at, now),
+            });
+        }
+    }
 }
 
 /// Sum the workers' counters into `cap` and collect their records.

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod engine;
 pub mod jsonw;
 pub mod live;
+pub mod mapped;
 pub mod model;
 pub mod report;
 pub mod site;

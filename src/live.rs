@@ -324,6 +324,7 @@ fn capture_loop(
         data: Vec::with_capacity(CHUNK_DATA + 65_536),
         records: Vec::with_capacity(CHUNK_PACKETS),
         file: index,
+        window: None,
     };
     let mut chunk = new_chunk();
     let mut started = Instant::now();

@@ -15,11 +15,18 @@
 //! the next packet began (the end of the last packet read).
 
 use crate::capture::{Damage, OpenError};
+use crate::mapped::{self, Window};
 use crate::model::Nanos;
 use std::io::Read;
+use std::sync::Arc;
 
 /// Bytes read from the file per chunk (a record larger than this grows the chunk).
 pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Bytes of a regular file mapped at once ([`crate::mapped`]); chunks are cut from
+/// the window without copying. A window holds a few chunks' worth, so that windows
+/// are mapped and unmapped rarely, and few are alive at once (peak memory).
+pub const WINDOW_BYTES: usize = 16 << 20;
 
 /// libpcap's own limit on a record's captured length (pcap-int.h, MAXIMUM_SNAPLEN).
 pub const MAX_RECORD: u32 = 262_144;
@@ -55,18 +62,50 @@ impl Record {
 /// A buffer of file bytes and the complete records inside it.
 #[derive(Debug, Default)]
 pub struct Chunk {
+    /// The bytes, when the chunk owns them (read(2), libpcap, live capture).
     pub data: Vec<u8>,
     pub records: Vec<Record>,
     /// Index of the input file (command-line order).
     pub file: u32,
+    /// The bytes, when they are in a mapped window of the file: the window, and the
+    /// offset and length of the chunk's bytes in it. Takes precedence over `data`.
+    pub window: Option<(Arc<Window>, usize, usize)>,
 }
 
 impl Chunk {
+    /// The chunk's bytes, which the records' offsets index.
+    #[inline]
+    pub fn buf(&self) -> &[u8] {
+        chunk_bytes(&self.window, &self.data)
+    }
+
+    /// The chunk's bytes and its records, to change the records while reading them.
+    pub fn split(&mut self) -> (&[u8], &mut Vec<Record>) {
+        (chunk_bytes(&self.window, &self.data), &mut self.records)
+    }
+
     /// The captured bytes of `r`.
+    #[inline]
     pub fn bytes(&self, r: &Record) -> &[u8] {
         let start = r.off as usize;
         let end = start.saturating_add(r.caplen as usize);
-        self.data.get(start..end).unwrap_or(&[])
+        self.buf().get(start..end).unwrap_or(&[])
+    }
+
+    /// Empty the chunk for `file`, keeping its buffers' capacity.
+    pub fn reset(&mut self, file: u32) {
+        self.records.clear();
+        self.data.clear();
+        self.window = None;
+        self.file = file;
+    }
+}
+
+#[inline]
+fn chunk_bytes<'a>(window: &'a Option<(Arc<Window>, usize, usize)>, data: &'a [u8]) -> &'a [u8] {
+    match window {
+        Some((w, at, len)) => w.bytes().get(*at..at.saturating_add(*len)).unwrap_or(&[]),
+        None => data,
     }
 }
 
@@ -203,6 +242,19 @@ pub struct FileReader {
     file_index: u32,
     /// Link type of the first interface (for reports).
     first_linktype: Option<u32>,
+    /// Set for a regular file read through mapped windows; `input` and `carry` are
+    /// then used for the file header only.
+    mapped: Option<MapState>,
+}
+
+/// The mapped reading of a regular file.
+struct MapState {
+    file: std::fs::File,
+    /// Owner id of our windows ([`mapped::new_owner`]).
+    owner: u64,
+    /// The file's size when last looked at.
+    size: u64,
+    window: Option<Arc<Window>>,
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -420,22 +472,36 @@ fn pcap_lengths(h: &[u8; 16], big_endian: bool, lengths: Lengths) -> (u32, u32) 
 impl FileReader {
     /// Open `path` (`-` for standard input) and read its file header (pcapng: up to
     /// and including the first interface description block, as libpcap does).
+    ///
+    /// A regular file is read through mapped windows of [`WINDOW_BYTES`]; standard
+    /// input, pipes and devices are read with read(2).
     pub fn open(path: &str, file_index: u32) -> Result<FileReader, OpenError> {
+        Self::open_with(path, file_index, true)
+    }
+
+    /// [`FileReader::open`], with `map: false` to read even a regular file with
+    /// read(2) (for comparison: both ways give the same records).
+    pub fn open_with(path: &str, file_index: u32, map: bool) -> Result<FileReader, OpenError> {
         let err = |reason: String| OpenError {
             file: path.to_string(),
             reason,
         };
+        let mut map_file = None;
         let input: Box<dyn Read + Send> = if path == "-" {
             Box::new(std::io::stdin())
         } else {
-            match std::fs::metadata(path) {
+            let regular = match std::fs::metadata(path) {
                 Err(e) => return Err(err(crate::capture::io_reason(&e))),
                 Ok(m) if m.is_dir() => {
                     return Err(err("is a directory, not a capture file".into()))
                 }
-                Ok(_) => {}
+                Ok(m) => m.is_file(),
+            };
+            let f = std::fs::File::open(path).map_err(|e| err(crate::capture::io_reason(&e)))?;
+            if map && regular {
+                map_file = f.try_clone().ok();
             }
-            Box::new(std::fs::File::open(path).map_err(|e| err(crate::capture::io_reason(&e)))?)
+            Box::new(f)
         };
         let mut reader = FileReader {
             name: path.to_string(),
@@ -452,6 +518,7 @@ impl FileReader {
             frames: 0,
             file_index,
             first_linktype: None,
+            mapped: None,
         };
         let mut head = [0u8; 24];
         let n = read_full(&mut *reader.input, &mut head).map_err(|e| err(e.to_string()))?;
@@ -468,6 +535,7 @@ impl FileReader {
                 .carry
                 .extend_from_slice(head.get(..n).unwrap_or_default());
             reader.open_pcapng().map_err(err)?;
+            reader.start_mapping(map_file);
             return Ok(reader);
         }
         let (big_endian, nano, modified) = match magic {
@@ -516,7 +584,29 @@ impl FileReader {
         reader.first_linktype = Some(linktype);
         reader.carry_offset = 24;
         reader.resume = 24;
+        reader.start_mapping(map_file);
         Ok(reader)
+    }
+
+    /// Read the rest of the file through mapped windows, from `carry_offset` on.
+    fn start_mapping(&mut self, file: Option<std::fs::File>) {
+        if let Some(file) = file {
+            self.carry.clear();
+            self.carry = Vec::new();
+            self.eof = false;
+            self.mapped = Some(MapState {
+                file,
+                owner: mapped::new_owner(),
+                size: 0,
+                window: None,
+            });
+        }
+    }
+
+    /// The owner id of this reader's mapped windows, if it maps the file: the engine
+    /// asks [`mapped::first_fault`] about it once the workers are done.
+    pub fn map_owner(&self) -> Option<u64> {
+        self.mapped.as_ref().map(|m| m.owner)
     }
 
     /// libpcap's `pcap_ng_check_header`: the first section header block, then the
@@ -635,8 +725,10 @@ impl FileReader {
 
     /// Fill `chunk` (cleared first) with the next records.
     pub fn fill(&mut self, chunk: &mut Chunk) -> Fill {
-        chunk.records.clear();
-        chunk.file = self.file_index;
+        chunk.reset(self.file_index);
+        if self.mapped.is_some() {
+            return self.fill_mapped(chunk);
+        }
         // The chunk takes the carried bytes plus a fresh read.
         std::mem::swap(&mut chunk.data, &mut self.carry);
         self.carry.clear();
@@ -658,10 +750,7 @@ impl FileReader {
             }
         }
         // At the end of the input the framers report whatever they cannot frame.
-        let (consumed, stop) = match self.format {
-            Format::Pcap { .. } => self.frame_pcap(chunk),
-            Format::PcapNg { .. } => self.frame_pcapng(chunk, base),
-        };
+        let (consumed, stop) = self.frame(&chunk.data, self.eof, &mut chunk.records, base);
         if let Some(d) = stop {
             return Fill::Damaged(d);
         }
@@ -688,6 +777,134 @@ impl FileReader {
         Fill::More
     }
 
+    /// Frame the records in `data` (at file offset `base`; `eof`: nothing follows it);
+    /// returns the bytes consumed and the damage met, if any.
+    fn frame(
+        &mut self,
+        data: &[u8],
+        eof: bool,
+        records: &mut Vec<Record>,
+        base: u64,
+    ) -> (usize, Option<Damage>) {
+        match self.format {
+            Format::Pcap { .. } => self.frame_pcap(data, eof, records),
+            Format::PcapNg { .. } => self.frame_pcapng(data, eof, records, base),
+        }
+    }
+
+    /// [`FileReader::fill`] for a mapped file: the chunk is the next stretch of the
+    /// current window (a new window is mapped when the next record is not whole in
+    /// it), at least [`CHUNK_BYTES`] long when the file holds that much.
+    fn fill_mapped(&mut self, chunk: &mut Chunk) -> Fill {
+        let base = self.carry_offset;
+        let mut want = CHUNK_BYTES;
+        loop {
+            let (window, size) = match self.window_for(base, want) {
+                Ok(w) => w,
+                Err(e) => return Fill::Damaged(self.damage(format!("read error: {e}"))),
+            };
+            let (at, avail) = window.as_ref().map_or((0, 0), |w| {
+                let at = usize::try_from(base.saturating_sub(w.offset())).unwrap_or(usize::MAX);
+                (at, w.bytes().len().saturating_sub(at))
+            });
+            let take = avail.min(want);
+            // Nothing follows: the slice reaches the end of the file.
+            let eof = take == avail && base.saturating_add(avail as u64) >= size;
+            let data = window
+                .as_ref()
+                .and_then(|w| w.bytes().get(at..at.saturating_add(take)))
+                .unwrap_or_default();
+            let frames_before = self.frames;
+            let (consumed, stop) = self.frame(data, eof, &mut chunk.records, base);
+            if let Some(d) = self.mapping_fault(chunk, base, frames_before) {
+                return Fill::Damaged(d);
+            }
+            if consumed == 0 && chunk.records.is_empty() && stop.is_none() && !eof {
+                // The next record is longer than the slice: take more.
+                want = want.saturating_mul(2);
+                continue;
+            }
+            self.carry_offset = base.saturating_add(consumed as u64);
+            if let Some(w) = window.filter(|_| consumed > 0) {
+                chunk.window = Some((w, at, consumed));
+            }
+            if let Some(d) = stop {
+                return Fill::Damaged(d);
+            }
+            return if eof { Fill::End } else { Fill::More };
+        }
+    }
+
+    /// The window holding `want` bytes from file offset `base` (or up to the end of
+    /// the file), mapping a new one when the current one does not; and the file size.
+    /// `None` when the file has no bytes at `base`.
+    fn window_for(&mut self, base: u64, want: usize) -> std::io::Result<(Option<Arc<Window>>, u64)> {
+        let Some(m) = self.mapped.as_mut() else {
+            return Ok((None, base));
+        };
+        let want64 = want as u64;
+        if let Some(w) = &m.window {
+            let end = w.offset().saturating_add(w.bytes().len() as u64);
+            let holds = base >= w.offset() && end >= base.saturating_add(want64);
+            if holds {
+                return Ok((Some(Arc::clone(w)), m.size));
+            }
+            if base >= w.offset() && end >= m.size {
+                // The window reaches the end of the file as last seen: has it grown?
+                m.size = m.file.metadata()?.len();
+                if end >= m.size {
+                    return Ok((Some(Arc::clone(w)), m.size));
+                }
+            }
+        }
+        m.window = None;
+        m.size = m.file.metadata()?.len();
+        if m.size <= base {
+            return Ok((None, m.size));
+        }
+        let len = m.size.saturating_sub(base).min(want64.max(WINDOW_BYTES as u64));
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let w = Arc::new(Window::map(&m.file, base, len, m.owner)?);
+        m.window = Some(Arc::clone(&w));
+        Ok((Some(w), m.size))
+    }
+
+    /// Damage when a page of the mapped file went missing while it was read (the file
+    /// shrank, or a read error): the records of `chunk` that reach that page are
+    /// dropped and reading stops there.
+    fn mapping_fault(&mut self, chunk: &mut Chunk, base: u64, frames_before: u64) -> Option<Damage> {
+        let m = self.mapped.as_ref()?;
+        let at = mapped::first_fault(m.owner)?;
+        let now = m.file.metadata().map(|md| md.len()).unwrap_or(0);
+        let keep = chunk
+            .records
+            .iter()
+            .take_while(|r| {
+                base.saturating_add(u64::from(r.off))
+                    .saturating_add(u64::from(r.caplen))
+                    <= at
+            })
+            .count();
+        chunk.records.truncate(keep);
+        self.frames = frames_before.saturating_add(keep as u64);
+        self.resume = self.resume.min(at);
+        if keep > 0 {
+            if let Some(w) = self.mapped.as_ref().and_then(|m| m.window.clone()) {
+                let start = usize::try_from(base.saturating_sub(w.offset())).unwrap_or(usize::MAX);
+                let len = chunk.records.last().map_or(0, |r| {
+                    (r.off as usize).saturating_add(r.caplen as usize)
+                });
+                chunk.window = Some((w, start, len));
+            }
+        }
+        Some(Damage {
+            file: self.name.clone(),
+            offset: Some(at),
+            packets_read: self.frames,
+            reason: mapped::changed_reason(at, now),
+        })
+    }
+
     /// Reading stopped for `reason`, where libpcap's next read would have begun.
     fn damage(&self, reason: String) -> Damage {
         Damage {
@@ -700,7 +917,12 @@ impl FileReader {
 
     /// Frame pcap records in `chunk.data`; returns bytes consumed and damage, if any.
     /// Lengths are judged as libpcap judges them (`sf-pcap.c`), with its messages.
-    fn frame_pcap(&mut self, chunk: &mut Chunk) -> (usize, Option<Damage>) {
+    fn frame_pcap(
+        &mut self,
+        data: &[u8],
+        eof: bool,
+        records: &mut Vec<Record>,
+    ) -> (usize, Option<Damage>) {
         let Format::Pcap {
             big_endian,
             nano,
@@ -714,11 +936,11 @@ impl FileReader {
         };
         let hl: usize = if modified { 24 } else { 16 };
         let max = max_snaplen(linktype);
-        let eof = self.eof;
-        let data = &chunk.data;
         let mut at = 0usize;
         let mut stop = None;
+        let mut ahead = 0usize;
         loop {
+            mapped::prefetch_lines(data, &mut ahead, at.saturating_add(mapped::PREFETCH_BYTES));
             let rest = data.get(at..).unwrap_or_default();
             let Some(h) = rest.first_chunk::<16>().filter(|_| rest.len() >= hl) else {
                 if eof && !rest.is_empty() {
@@ -763,7 +985,7 @@ impl FileReader {
                 i64::from(ts_frac).saturating_mul(1000)
             };
             self.frames = self.frames.saturating_add(1);
-            chunk.records.push(Record {
+            records.push(Record {
                 off: at.saturating_add(hl) as u32,
                 caplen: keep,
                 wire_len: len,
@@ -783,8 +1005,13 @@ impl FileReader {
     /// Frame pcapng blocks in `chunk.data` (which starts at file offset `base`);
     /// returns bytes consumed and damage, if any. Blocks are framed by [`ng_block`] and
     /// their contents judged as `pcap_ng_next_packet` judges them, with its messages.
-    fn frame_pcapng(&mut self, chunk: &mut Chunk, base: u64) -> (usize, Option<Damage>) {
-        let eof = self.eof;
+    fn frame_pcapng(
+        &mut self,
+        data: &[u8],
+        eof: bool,
+        records: &mut Vec<Record>,
+        base: u64,
+    ) -> (usize, Option<Damage>) {
         let Format::PcapNg {
             big_endian,
             interfaces,
@@ -793,7 +1020,6 @@ impl FileReader {
         else {
             return (0, None);
         };
-        let data = &chunk.data;
         let mut at = 0usize;
         let mut stop: Option<String> = None;
         loop {
@@ -903,7 +1129,7 @@ impl FileReader {
                     break;
                 }
                 self.frames = self.frames.saturating_add(1);
-                chunk.records.push(Record {
+                records.push(Record {
                     off: at.saturating_add(8).saturating_add(fixed) as u32,
                     caplen,
                     wire_len: wire.max(caplen),
@@ -948,9 +1174,21 @@ mod tests {
         p.to_str().unwrap().to_string()
     }
 
-    /// Every record (and its bytes) of a file, and how reading ended.
+    /// Every record (and its bytes) of a file, and how reading ended: read through
+    /// mapped windows and through read(2), which must agree.
     fn read_all(path: &str) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
-        let mut r = FileReader::open(path, 0).unwrap();
+        let mapped = read_with(path, true);
+        let read = read_with(path, false);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(mapped.0, read.0, "records, mapped vs read(2)");
+        assert!(mapped.1 == read.1, "bytes, mapped vs read(2)");
+        assert_eq!(mapped.2, read.2, "end, mapped vs read(2)");
+        mapped
+    }
+
+    fn read_with(path: &str, map: bool) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
+        let mut r = FileReader::open_with(path, 0, map).unwrap();
+        assert_eq!(r.map_owner().is_some(), map);
         let mut chunk = Chunk::default();
         let (mut recs, mut bytes) = (Vec::new(), Vec::new());
         loop {
@@ -960,7 +1198,6 @@ mod tests {
                 bytes.push(chunk.bytes(rec).to_vec());
             }
             if fill != Fill::More {
-                let _ = std::fs::remove_file(path);
                 return (recs, bytes, fill);
             }
         }
@@ -1095,6 +1332,111 @@ mod tests {
         assert_eq!(recs.len(), 2);
         assert_eq!(bytes[1], vec![2; 61]);
         assert_eq!(recs[1].frame, 2);
+    }
+
+    #[test]
+    fn records_and_blocks_across_mapped_windows_are_framed_whole() {
+        // pcap: records of every length up to the maximum, over several windows.
+        let mut f = pcap_header(262_144, 1);
+        let mut lens = Vec::new();
+        let mut i = 0u32;
+        while f.len() < 2 * WINDOW_BYTES + CHUNK_BYTES {
+            let len = match i % 50 {
+                0 => 262_144,
+                k => 40 + (k as usize * 997) % 9000,
+            };
+            lens.push(len);
+            f.extend(pcap_record(i, len));
+            i += 1;
+        }
+        let (recs, bytes, end) = read_all(&temp("windows.pcap", &f));
+        assert_eq!(end, Fill::End);
+        assert_eq!(recs.len(), lens.len());
+        for (k, b) in bytes.iter().enumerate() {
+            assert_eq!(b.len(), lens[k]);
+            assert_eq!(b.first().copied(), Some(k as u8), "record {k}");
+        }
+        // pcapng: a block nearly as long as a window, lying across a window's end.
+        let mut f = shb();
+        f.extend(idb(1, 0, &[]));
+        while f.len() < WINDOW_BYTES - CHUNK_BYTES / 2 {
+            f.extend(epb(0, &[3; 1000]));
+        }
+        let before = (f.len() - 48) / epb(0, &[3; 1000]).len();
+        f.extend(block(0x0BAD, &vec![0; WINDOW_BYTES - 4096]));
+        f.extend(epb(0, &[4; 99]));
+        let (recs, bytes, end) = read_all(&temp("windows.pcapng", &f));
+        assert_eq!(end, Fill::End);
+        assert_eq!(recs.len(), before + 1);
+        assert_eq!(bytes.last(), Some(&vec![4; 99]));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_under_its_mapping_is_damage_not_a_crash() {
+        let mut f = pcap_header(65_535, 1);
+        let mut n = 0u32;
+        while f.len() < 6 * CHUNK_BYTES {
+            f.extend(pcap_record(n, 1000));
+            n += 1;
+        }
+        let path = temp("shrinks.pcap", &f);
+        let mut r = FileReader::open(&path, 0).unwrap();
+        let mut chunk = Chunk::default();
+        assert_eq!(r.fill(&mut chunk), Fill::More);
+        let mut seen = chunk.records.len();
+        // The window now maps the whole file; another program cuts it to 2 MiB.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(2 * CHUNK_BYTES as u64)
+            .unwrap();
+        let end = loop {
+            let fill = r.fill(&mut chunk);
+            for rec in &chunk.records {
+                // What is kept is what the file held.
+                assert_eq!(chunk.bytes(rec).first().copied(), Some(seen as u8));
+                seen += 1;
+            }
+            if fill != Fill::More {
+                break fill;
+            }
+        };
+        let _ = std::fs::remove_file(&path);
+        let Fill::Damaged(d) = end else {
+            panic!("not reported: {end:?}");
+        };
+        assert!(d.reason.contains("changed while it was read"), "{}", d.reason);
+        assert!(d.reason.contains("now has 2097152 bytes"), "{}", d.reason);
+        let at = d.offset.unwrap();
+        assert!(at >= 2 * CHUNK_BYTES as u64 && at < 3 * CHUNK_BYTES as u64, "{at}");
+        // Every record wholly before the cut was read, none after it.
+        let whole = (2 * CHUNK_BYTES - 24) / 1016;
+        assert!(seen >= whole - 4 && seen <= whole, "{seen} of {whole}");
+        assert_eq!(d.packets_read, seen as u64);
+    }
+
+    #[test]
+    fn a_page_lost_under_another_thread_is_recorded_for_the_owner() {
+        let path = temp("lost-page.bin", &vec![7u8; 4 * 4096]);
+        let file = std::fs::File::open(&path).unwrap();
+        let owner = mapped::new_owner();
+        let w = Arc::new(Window::map(&file, 0, 4 * 4096, owner).unwrap());
+        assert_eq!(mapped::first_fault(owner), None);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let w2 = Arc::clone(&w);
+        let seen = std::thread::spawn(move || w2.bytes()[3 * 4096 + 5])
+            .join()
+            .unwrap();
+        assert_eq!(seen, 0);
+        assert_eq!(w.bytes()[5], 7);
+        assert_eq!(mapped::first_fault(owner), Some(4096 * 3));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

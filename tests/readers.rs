@@ -1,7 +1,7 @@
-//! The two file readers and the thread counts agree: every capture in
-//! `../shared/pcaps` (real, malformed and tcpdump's 800-odd test files) gives a
-//! byte-identical report, the same messages and the same exit status through our
-//! chunked reader and through libpcap, and with 1 or 2 worker threads.
+//! The file readers and the thread counts agree: every capture in `../shared/pcaps`
+//! (real, malformed and tcpdump's 800-odd test files) gives a byte-identical report,
+//! the same messages and the same exit status through our reader (mapped windows, and
+//! read(2)) and through libpcap, and with 1 or 2 worker threads.
 
 mod common;
 
@@ -38,6 +38,13 @@ fn fast_reader_libpcap_and_thread_counts_give_identical_reports() {
             n += 1;
             if fast1.stdout != fast2.stdout || fast1.status.code() != fast2.status.code() {
                 problems.push(format!("{f}: --threads 1 and 2 differ"));
+            }
+            let read1 = with(&["--threads", "1", "--reader", "read"]);
+            if fast1.stdout != read1.stdout
+                || fast1.status.code() != read1.status.code()
+                || fast1.stderr != read1.stderr
+            {
+                problems.push(format!("{f}: mapped and read(2) differ"));
             }
             if TIMESTAMP_WRAP.contains(&name) {
                 continue;
