@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Windows that may be mapped at once (a few per input are; slots are reused).
-const SLOTS: usize = 64;
+const SLOTS: usize = 256;
 /// Owners whose faults are remembered (the first fault of each: one file, one
 /// entry; more files failing in one run are unlikely).
 const FAULTS: usize = 64;

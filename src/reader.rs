@@ -590,17 +590,36 @@ impl FileReader {
 
     /// Read the rest of the file through mapped windows, from `carry_offset` on.
     fn start_mapping(&mut self, file: Option<std::fs::File>) {
-        if let Some(file) = file {
-            self.carry.clear();
-            self.carry = Vec::new();
-            self.eof = false;
-            self.mapped = Some(MapState {
-                file,
-                owner: mapped::new_owner(),
-                size: 0,
-                window: None,
-            });
+        let Some(file) = file else {
+            return;
+        };
+        let mut m = MapState {
+            file,
+            owner: mapped::new_owner(),
+            size: 0,
+            window: None,
+        };
+        // The first window is mapped now: a file system that cannot map the file
+        // keeps the read(2) path, from where the header reading left it.
+        let Ok(size) = m.file.metadata().map(|md| md.len()) else {
+            return;
+        };
+        if size > self.carry_offset {
+            let len = size
+                .saturating_sub(self.carry_offset)
+                .min(WINDOW_BYTES as u64);
+            let len = usize::try_from(len).unwrap_or(WINDOW_BYTES);
+            match Window::map(&m.file, self.carry_offset, len, m.owner) {
+                Ok(w) => {
+                    m.window = Some(Arc::new(w));
+                    m.size = size;
+                }
+                Err(_) => return,
+            }
         }
+        self.carry = Vec::new();
+        self.eof = false;
+        self.mapped = Some(m);
     }
 
     /// The owner id of this reader's mapped windows, if it maps the file: the engine
