@@ -20,6 +20,8 @@ from them are build products (fuzz/corpus is git-ignored), never committed.
                       order, and each alone.
 * dns_response        every DNS response payload (UDP, and TCP with its length prefix).
 * http_host           every HTTP request's first segment, plus hand-written requests.
+* file_reader         every capture file, cut to its first 64 KiB (a cut is damage
+                      the reader must report, the same way both ways).
 * catalog_parse       the whole built-in catalog, rules/*.toml alone and after the
                       profiles, each requirement alone with the profiles it names, and
                       the TOML examples of docs/catalog-format.md.
@@ -51,6 +53,7 @@ FLOW_FRAMES = 48  # frames per flow_table seed
 FLOW_CHUNKS = 2  # flow_table seeds per capture
 MAX_FRAME = 4096  # frames are cut to this many bytes in flow_table seeds
 MAX_HELLOS = 80  # ClientHellos turned into segment plans
+MAX_FILE_SEED = 65536  # file_reader seeds: the first bytes of each capture file
 
 
 def log(msg):
@@ -415,6 +418,8 @@ def main():
     hellos = {}
     dns = []
     for path in captures(args.dirs):
+        with open(path, "rb") as f:
+            corpus.add("file_reader", f.read(MAX_FILE_SEED))
         cap = load_capture(path)
         if cap is not None:
             frame_seeds(corpus, path, cap)

@@ -466,7 +466,12 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
         cap.ip_first_fragments += w.ip_first_fragments;
         cap.tunnelled += w.tunnelled;
         flow_stats.add(w.table.stats());
-        records.extend(w.records);
+        // The first worker's vector is kept and grown (no copy of its records).
+        if records.is_empty() {
+            records = w.records;
+        } else {
+            records.extend(w.records);
+        }
         summarized.merge(w.budget);
     }
     for s in Skip::ALL {

@@ -62,6 +62,14 @@ static INSTALL: Once = Once::new();
 /// The SIGBUS disposition before ours (written once, before ours is installed).
 static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
 
+/// Windows mapped now, in the whole process (for tests: none may outlive its readers).
+pub fn live_windows() -> usize {
+    WINDOWS
+        .iter()
+        .filter(|s| s.start.load(Ordering::Acquire) != 0)
+        .count()
+}
+
 /// A fresh owner id for [`Window::map`] and [`first_fault`] (one per opened file).
 pub fn new_owner() -> u64 {
     NEXT_OWNER.fetch_add(1, Ordering::Relaxed)
