@@ -355,12 +355,22 @@ pub fn audit(
         ),
         Some(order) => {
             let mut slots: Vec<Option<FlowRecord>> = records.into_iter().map(Some).collect();
-            flows.extend(
-                order
-                    .into_iter()
-                    .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-                    .map(|r| cache.audited(r, site, &selected)),
-            );
+            // The records are visited in an order unrelated to where they lie: ask for
+            // each record's lines a few records ahead, and for its name a little later
+            // (once the record's own line, which holds the pointer, has arrived).
+            for (k, &i) in order.iter().enumerate() {
+                if let Some(ahead) = order.get(k.wrapping_add(16)).and_then(|&j| slots.get(j)) {
+                    crate::prefetch::prefetch_value(ahead);
+                }
+                if let Some(Some(near)) = order.get(k.wrapping_add(6)).and_then(|&j| slots.get(j)) {
+                    if let Some(n) = near.name.as_deref() {
+                        crate::prefetch::prefetch(Some(n.as_bytes()));
+                    }
+                }
+                if let Some(r) = slots.get_mut(i).and_then(Option::take) {
+                    flows.push(cache.audited(r, site, &selected));
+                }
+            }
         }
     }
     drop(cache);

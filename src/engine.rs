@@ -257,7 +257,7 @@ impl Worker {
             // The headers of a frame a few ahead: the reader wrote them on another
             // core, and the wait for them was most of decoding's cost.
             if let Some(ahead) = chunk.records.get(i.wrapping_add(PREFETCH_AHEAD)) {
-                crate::mapped::prefetch(buf.get(ahead.off as usize..));
+                crate::prefetch::prefetch(buf.get(ahead.off as usize..));
             }
             // Every worker keeps the capture's clock, so flows expire at the same
             // packet time whatever the number of shards.

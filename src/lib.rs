@@ -35,5 +35,6 @@ pub mod jsonw;
 pub mod live;
 pub mod mapped;
 pub mod model;
+pub mod prefetch;
 pub mod report;
 pub mod site;

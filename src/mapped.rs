@@ -252,34 +252,7 @@ impl std::fmt::Debug for Window {
     }
 }
 
-/// Ask for the cache line at the start of `bytes` (a hint; nothing is read).
-#[inline(always)]
-pub fn prefetch(bytes: Option<&[u8]>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b) = bytes {
-        // SAFETY: a prefetch is a hint that never faults and reads nothing into the
-        // program; the pointer is that of a live slice.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                b.as_ptr().cast::<i8>(),
-                std::arch::x86_64::_MM_HINT_T0,
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
-
 /// Bytes ahead of the record being framed that the framer asks the cache for: the
 /// next record headers' places are not known before each is read, so without this
 /// every header of a mapped file is a wait for memory, one after the other.
 pub const PREFETCH_BYTES: usize = 4096;
-
-/// Ask for every cache line of `data` from `*next` up to `until`; `*next` moves on.
-#[inline(always)]
-pub fn prefetch_lines(data: &[u8], next: &mut usize, until: usize) {
-    while *next < until && *next < data.len() {
-        prefetch(data.get(*next..));
-        *next = next.saturating_add(64);
-    }
-}

@@ -959,7 +959,7 @@ impl FileReader {
         let mut stop = None;
         let mut ahead = 0usize;
         loop {
-            mapped::prefetch_lines(data, &mut ahead, at.saturating_add(mapped::PREFETCH_BYTES));
+            crate::prefetch::prefetch_lines(data, &mut ahead, at.saturating_add(mapped::PREFETCH_BYTES));
             let rest = data.get(at..).unwrap_or_default();
             let Some(h) = rest.first_chunk::<16>().filter(|_| rest.len() >= hl) else {
                 if eof && !rest.is_empty() {
