@@ -55,6 +55,12 @@ fn write_flows(
     let format = |first: usize, block: &[crate::audit::AuditedFlow]| -> Vec<u8> {
         let mut buf = Vec::with_capacity(block.len().saturating_mul(1024));
         for (k, f) in block.iter().enumerate() {
+            // The names are strings elsewhere on the heap: ask for them ahead.
+            if let Some(next) = block.get(k.wrapping_add(4)) {
+                let r = &next.record;
+                crate::prefetch::prefetch(r.name.as_deref().map(str::as_bytes));
+                crate::prefetch::prefetch(r.sni.as_deref().map(str::as_bytes));
+            }
             buf.extend_from_slice(sep(first.saturating_add(k)));
             write_flow_json(&mut buf, f, files);
             buf.extend_from_slice(end);
