@@ -8,8 +8,10 @@
 //! stops after the same packet with the same reason whichever reader reads it. Where
 //! libpcap refuses a valid file for a limitation of its API (pcapng interfaces with
 //! different link types or snapshot lengths, sections with another byte order), this
-//! reader reads on. It produces [`Chunk`]s: one buffer of file bytes and the records
-//! found in it, which the pipeline can hand whole to worker threads. It never decodes
+//! reader reads on. It produces [`Chunk`]s: a stretch of file bytes (a slice of a
+//! mapped window of a regular file, or a buffer filled by read(2) from standard input
+//! or a pipe) and the records found in it, which the pipeline can hand whole to worker
+//! threads. It never decodes
 //! packet contents. A file that stops part-way yields the records before the damage
 //! and a [`Damage`] in libpcap's words, with the byte offset where libpcap's read of
 //! the next packet began (the end of the last packet read).
@@ -34,7 +36,7 @@ pub const MAX_RECORD: u32 = 262_144;
 /// One record of a chunk: where its bytes are and what the file says about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Offset of the packet bytes in [`Chunk::data`].
+    /// Offset of the packet bytes in the chunk's bytes ([`Chunk::buf`]).
     pub off: u32,
     /// Captured length.
     pub caplen: u32,
@@ -934,7 +936,7 @@ impl FileReader {
         }
     }
 
-    /// Frame pcap records in `chunk.data`; returns bytes consumed and damage, if any.
+    /// Frame pcap records in `data`; returns bytes consumed and damage, if any.
     /// Lengths are judged as libpcap judges them (`sf-pcap.c`), with its messages.
     fn frame_pcap(
         &mut self,
@@ -1021,7 +1023,7 @@ impl FileReader {
         (at, stop.map(|r| self.damage(r)))
     }
 
-    /// Frame pcapng blocks in `chunk.data` (which starts at file offset `base`);
+    /// Frame pcapng blocks in `data` (which starts at file offset `base`);
     /// returns bytes consumed and damage, if any. Blocks are framed by [`ng_block`] and
     /// their contents judged as `pcap_ng_next_packet` judges them, with its messages.
     fn frame_pcapng(
