@@ -254,8 +254,8 @@ impl Worker {
     fn chunk_frames(&mut self, chunk: &Chunk) {
         let buf = chunk.buf();
         for (i, r) in chunk.records.iter().enumerate() {
-            // The headers of a frame a few ahead: the reader wrote them on another
-            // core, and the wait for them was most of decoding's cost.
+            // The headers of a frame a few ahead: the reader last touched them on
+            // another core, and the wait for them was most of decoding's cost.
             if let Some(ahead) = chunk.records.get(i.wrapping_add(PREFETCH_AHEAD)) {
                 crate::prefetch::prefetch(buf.get(ahead.off as usize..));
             }
@@ -271,10 +271,7 @@ impl Worker {
                 s if usize::from(s) == self.index => Some(true),
                 _ => continue,
             };
-            let start = r.off as usize;
-            let bytes = buf
-                .get(start..start.saturating_add(r.caplen as usize))
-                .unwrap_or(&[]);
+            let bytes = r.bytes_in(buf);
             let d = match decode::decode(r.linktype, bytes) {
                 Ok(d) => d,
                 Err(s) => {
@@ -352,10 +349,7 @@ fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
 fn assign_shards(chunk: &mut Chunk, shards: usize) {
     let (data, records) = chunk.split();
     for r in records.iter_mut() {
-        let start = r.off as usize;
-        let bytes = data
-            .get(start..start.saturating_add(r.caplen as usize))
-            .unwrap_or(&[]);
+        let bytes = r.bytes_in(data);
         // Most frames: a look at the headers; the others are decoded.
         r.shard = match flow::quick_shard_hash(r.linktype, bytes) {
             Some(h) => (h % shards as u64) as u16,

@@ -53,6 +53,14 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record's captured bytes in `buf`, its chunk's bytes ([`Chunk::buf`]).
+    #[inline]
+    pub fn bytes_in<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let start = self.off as usize;
+        buf.get(start..start.saturating_add(self.caplen as usize))
+            .unwrap_or(&[])
+    }
+
     /// The reader has not looked at the frame: every worker decodes it.
     pub const UNSHARDED: u16 = u16::MAX;
     /// Every worker must read it (a DNS answer names flows of all shards).
@@ -89,9 +97,7 @@ impl Chunk {
     /// The captured bytes of `r`.
     #[inline]
     pub fn bytes(&self, r: &Record) -> &[u8] {
-        let start = r.off as usize;
-        let end = start.saturating_add(r.caplen as usize);
-        self.buf().get(start..end).unwrap_or(&[])
+        r.bytes_in(self.buf())
     }
 
     /// Empty the chunk for `file`, keeping its buffers' capacity.
