@@ -844,6 +844,13 @@ impl FileReader {
             let frames_before = self.frames;
             let (consumed, stop) = self.frame(data, eof, &mut chunk.records, base);
             if let Some(d) = self.mapping_fault(chunk, base, frames_before) {
+                // The records kept lie before the lost page.
+                let len = chunk.records.last().map_or(0, |r| {
+                    (r.off as usize).saturating_add(r.caplen as usize)
+                });
+                if let Some(w) = window.filter(|_| len > 0) {
+                    chunk.window = Some((w, at, len));
+                }
                 return Fill::Damaged(d);
             }
             if consumed == 0 && chunk.records.is_empty() && stop.is_none() && !eof {
@@ -898,7 +905,8 @@ impl FileReader {
 
     /// Damage when a page of the mapped file went missing while it was read (the file
     /// shrank, or a read error): the records of `chunk` that reach that page are
-    /// dropped and reading stops there.
+    /// dropped (the caller points the chunk at the bytes of those kept) and reading
+    /// stops there.
     fn mapping_fault(&mut self, chunk: &mut Chunk, base: u64, frames_before: u64) -> Option<Damage> {
         let m = self.mapped.as_ref()?;
         let at = mapped::first_fault(m.owner)?;
@@ -915,15 +923,6 @@ impl FileReader {
         chunk.records.truncate(keep);
         self.frames = frames_before.saturating_add(keep as u64);
         self.resume = self.resume.min(at);
-        if keep > 0 {
-            if let Some(w) = self.mapped.as_ref().and_then(|m| m.window.clone()) {
-                let start = usize::try_from(base.saturating_sub(w.offset())).unwrap_or(usize::MAX);
-                let len = chunk.records.last().map_or(0, |r| {
-                    (r.off as usize).saturating_add(r.caplen as usize)
-                });
-                chunk.window = Some((w, start, len));
-            }
-        }
         Some(Damage {
             file: self.name.clone(),
             offset: Some(at),
