@@ -61,10 +61,13 @@ impl Hash for FlowKey {
     }
 }
 
-fn ip_bytes(ip: IpAddr) -> ([u8; 16], bool) {
+/// An address as one number (IPv4 mapped into IPv6): its big-endian value, so that
+/// numbers order as the address bytes do. Built arithmetically: the bytes written one
+/// at a time and then read as words stalled every key on store forwarding.
+fn ip_bits(ip: IpAddr) -> (u128, bool) {
     match ip {
-        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
-        IpAddr::V6(v6) => (v6.octets(), false),
+        IpAddr::V4(v4) => (0xffff_0000_0000 | u128::from(u32::from(v4)), true),
+        IpAddr::V6(v6) => (u128::from(v6), false),
     }
 }
 
@@ -79,13 +82,13 @@ fn ip_from(bytes: [u8; 16], v4: bool) -> IpAddr {
 impl FlowKey {
     /// The key of a packet from `src` to `dst`, and whether `src` is endpoint `a`.
     pub fn of(transport: Transport, src: SocketAddr, dst: SocketAddr) -> (FlowKey, bool) {
-        let (sb, sv4) = ip_bytes(src.ip());
-        let (db, _) = ip_bytes(dst.ip());
+        let (sb, sv4) = ip_bits(src.ip());
+        let (db, _) = ip_bits(dst.ip());
         let src_first = (sb, src.port()) <= (db, dst.port());
         let key = if src_first {
             FlowKey {
-                a: sb,
-                b: db,
+                a: sb.to_be_bytes(),
+                b: db.to_be_bytes(),
                 a_port: src.port(),
                 b_port: dst.port(),
                 transport,
@@ -93,8 +96,8 @@ impl FlowKey {
             }
         } else {
             FlowKey {
-                a: db,
-                b: sb,
+                a: db.to_be_bytes(),
+                b: sb.to_be_bytes(),
                 a_port: dst.port(),
                 b_port: src.port(),
                 transport,
@@ -117,6 +120,15 @@ impl FlowKey {
     pub fn b(&self) -> SocketAddr {
         SocketAddr::new(ip_from(self.b, self.v4), self.b_port)
     }
+}
+
+/// A frame's flow key, which endpoint sent it, and the key's hash in one
+/// [`FlowTable`] (hashes are keyed per table: never use one table's with another).
+#[derive(Clone, Copy, Debug)]
+struct Prepared {
+    key: FlowKey,
+    src_is_a: bool,
+    hash: u64,
 }
 
 fn fold128(x: u128) -> u64 {
@@ -727,12 +739,17 @@ impl Flow {
 }
 
 /// The flows of a table: a dense vector of flows and an index from key to slot.
-/// The index's buckets stay small (key and slot) however large a flow grows, so the
-/// table's memory follows the number of flows, not the hash table's power-of-two
-/// growth; sweeps walk the vector.
+/// The index holds only slots (4 bytes a bucket, plus hashbrown's control byte),
+/// compared through the slab's keys, so it stays small enough for the cache however
+/// many flows there are, and the table's memory follows the number of flows, not the
+/// index's power-of-two growth; sweeps walk the vector.
+///
+/// The hash is keyed (a random key per table, as std's HashMap), so crafted flows
+/// cannot collide on purpose; it is computed once per packet.
 #[derive(Default)]
 struct FlowMap {
-    index: HashMap<FlowKey, u32, ahash::RandomState>,
+    hasher: ahash::RandomState,
+    index: hashbrown::HashTable<u32>,
     slab: Vec<Flow>,
 }
 
@@ -745,14 +762,26 @@ impl FlowMap {
         self.slab.is_empty()
     }
 
+    fn hash(&self, k: &FlowKey) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
+    fn find(&self, k: &FlowKey, hash: u64) -> Option<u32> {
+        let slab = &self.slab;
+        self.index
+            .find(hash, |&s| slab.get(s as usize).is_some_and(|f| f.key == *k))
+            .copied()
+    }
+
     fn get_mut(&mut self, k: &FlowKey) -> Option<&mut Flow> {
-        let i = *self.index.get(k)?;
+        let i = self.find(k, self.hash(k))?;
         self.slab.get_mut(i as usize)
     }
 
-    /// The slot of `k`'s flow: one lookup, then [`FlowMap::at`] / [`FlowMap::at_mut`].
-    fn slot(&self, k: &FlowKey) -> Option<u32> {
-        self.index.get(k).copied()
+    /// The slot of `k`'s flow, whose hash is `hash`: one lookup, then
+    /// [`FlowMap::at`] / [`FlowMap::at_mut`].
+    fn slot(&self, k: &FlowKey, hash: u64) -> Option<u32> {
+        self.find(k, hash)
     }
 
     fn at(&self, slot: u32) -> Option<&Flow> {
@@ -763,10 +792,10 @@ impl FlowMap {
         self.slab.get_mut(slot as usize)
     }
 
-    /// Insert or replace the flow of `k` (the table caps its size far below u32);
-    /// returns its slot.
-    fn insert(&mut self, k: FlowKey, f: Flow) -> Option<u32> {
-        match self.index.get(&k).copied() {
+    /// Insert or replace the flow of `k`, whose hash is `hash` (the table caps its
+    /// size far below u32); returns its slot.
+    fn insert(&mut self, k: FlowKey, hash: u64, f: Flow) -> Option<u32> {
+        match self.find(&k, hash) {
             Some(i) => {
                 if let Some(slot) = self.slab.get_mut(i as usize) {
                     *slot = f;
@@ -775,26 +804,60 @@ impl FlowMap {
             }
             None => {
                 let i = u32::try_from(self.slab.len()).ok()?;
-                self.index.insert(k, i);
+                let (slab, hasher) = (&self.slab, &self.hasher);
+                self.index.insert_unique(hash, i, |&s| {
+                    slab.get(s as usize).map_or(0, |f| hasher.hash_one(f.key))
+                });
                 self.slab.push(f);
                 Some(i)
             }
         }
     }
 
+    /// Take the flow of `k` out of the table (the last flow moves into its slot).
     fn remove(&mut self, k: &FlowKey) -> Option<Flow> {
-        let i = self.index.remove(k)? as usize;
+        let slab = &self.slab;
+        let i = self
+            .index
+            .find_entry(self.hasher.hash_one(k), |&s| {
+                slab.get(s as usize).is_some_and(|f| f.key == *k)
+            })
+            .ok()?
+            .remove()
+            .0 as usize;
         if i >= self.slab.len() {
             return None;
         }
-        let f = self.slab.swap_remove(i);
-        // The last flow moved into slot i.
-        if let Some(moved) = self.slab.get(i) {
-            if let Some(slot) = self.index.get_mut(&moved.key) {
-                *slot = i as u32;
+        let last = self.slab.len().saturating_sub(1);
+        if i != last {
+            // Point the last flow's entry at the slot it moves into.
+            if let Some(moved) = self.slab.get(last) {
+                let h = self.hasher.hash_one(moved.key);
+                if let Some(s) = self.index.find_mut(h, |&s| s as usize == last) {
+                    *s = i as u32;
+                }
             }
         }
+        Some(self.slab.swap_remove(i))
+    }
+
+    /// Take the last flow of the slab out of the table.
+    fn pop(&mut self) -> Option<Flow> {
+        let f = self.slab.pop()?;
+        let last = self.slab.len();
+        let h = self.hasher.hash_one(f.key);
+        if let Ok(e) = self.index.find_entry(h, |&s| s as usize == last) {
+            e.remove();
+        }
         Some(f)
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.slab.shrink_to_fit();
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.index.shrink_to_fit(|&s| {
+            slab.get(s as usize).map_or(0, |f| hasher.hash_one(f.key))
+        });
     }
 
     fn values(&self) -> std::slice::Iter<'_, Flow> {
@@ -888,9 +951,30 @@ impl FlowTable {
     pub fn process(&mut self, ctx: &PacketCtx, d: &Decoded<'_>, out: &mut Vec<FlowRecord>) {
         self.advance(ctx.ts, out);
         match &d.l4 {
-            L4::Tcp(t) => self.tcp(ctx, d.src, d.dst, t, out),
-            L4::Udp(u) => self.udp(ctx, d.src, d.dst, u, out),
+            L4::Tcp(t) => {
+                let pre = self.key_of(Transport::Tcp, d, t.sport, t.dport);
+                self.tcp(ctx, t, pre, out);
+            }
+            L4::Udp(u) => {
+                let pre = self.key_of(Transport::Udp, d, u.sport, u.dport);
+                self.udp(ctx, u, pre, out);
+            }
             L4::IcmpError(e) => self.icmp(ctx, d.src, e),
+        }
+    }
+
+    /// The flow key of a decoded frame and its hash in this table, computed once
+    /// per frame.
+    fn key_of(&self, transport: Transport, d: &Decoded<'_>, sport: u16, dport: u16) -> Prepared {
+        let (key, src_is_a) = FlowKey::of(
+            transport,
+            SocketAddr::new(d.src, sport),
+            SocketAddr::new(d.dst, dport),
+        );
+        Prepared {
+            key,
+            src_is_a,
+            hash: self.flows.hash(&key),
         }
     }
 
@@ -918,15 +1002,13 @@ impl FlowTable {
     /// to `out` (the table's memory shrinks as they go); true once none is left.
     pub fn finish_some(&mut self, n: usize, out: &mut Vec<FlowRecord>) -> bool {
         for _ in 0..n {
-            let Some(f) = self.flows.slab.pop() else {
+            let Some(f) = self.flows.pop() else {
                 break;
             };
-            self.flows.index.remove(&f.key);
             out.push(self.record(f, EndReason::EndOfCapture));
         }
         if self.flows.slab.len() < self.flows.slab.capacity() / 2 {
-            self.flows.slab.shrink_to_fit();
-            self.flows.index.shrink_to_fit();
+            self.flows.shrink_to_fit();
         }
         self.flows.is_empty()
     }
@@ -1100,19 +1182,18 @@ impl FlowTable {
     fn tcp(
         &mut self,
         ctx: &PacketCtx,
-        src: IpAddr,
-        dst: IpAddr,
         t: &TcpSegment<'_>,
+        pre: Prepared,
         out: &mut Vec<FlowRecord>,
     ) {
-        let (key, src_is_a) = FlowKey::of(
-            Transport::Tcp,
-            SocketAddr::new(src, t.sport),
-            SocketAddr::new(dst, t.dport),
-        );
+        let Prepared {
+            key,
+            src_is_a,
+            hash,
+        } = pre;
         let pure_syn = t.has(tcp_flags::SYN) && !t.has(tcp_flags::ACK);
         // A new connection on a finished 5-tuple, or one idle past its timeout.
-        let mut slot = self.flows.slot(&key);
+        let mut slot = self.flows.slot(&key, hash);
         let stale = slot.and_then(|i| self.flows.at(i)).map(|f| {
             let idle = ctx.ts.saturating_sub(f.last_ts) > self.idle_limit(f);
             let reused = pure_syn
@@ -1148,7 +1229,7 @@ impl FlowTable {
                 self.midstream_src_is_client(t.sport, t.dport)
             };
             let f = self.new_flow(ctx, key, src_is_client == src_is_a);
-            slot = self.flows.insert(key, f);
+            slot = self.flows.insert(key, hash, f);
         }
         let Some(f) = slot.and_then(|i| self.flows.at_mut(i)) else {
             return;
@@ -1373,17 +1454,16 @@ impl FlowTable {
     fn udp(
         &mut self,
         ctx: &PacketCtx,
-        src: IpAddr,
-        dst: IpAddr,
         u: &UdpDatagram<'_>,
+        pre: Prepared,
         out: &mut Vec<FlowRecord>,
     ) {
-        let (key, src_is_a) = FlowKey::of(
-            Transport::Udp,
-            SocketAddr::new(src, u.sport),
-            SocketAddr::new(dst, u.dport),
-        );
-        let mut slot = self.flows.slot(&key);
+        let Prepared {
+            key,
+            src_is_a,
+            hash,
+        } = pre;
+        let mut slot = self.flows.slot(&key, hash);
         let idle = slot
             .and_then(|i| self.flows.at(i))
             .map(|f| ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle);
@@ -1401,7 +1481,7 @@ impl FlowTable {
             let d = self.cfg.service_ports.contains(u.dport);
             let src_is_client = !s || d;
             let f = self.new_flow(ctx, key, src_is_client == src_is_a);
-            slot = self.flows.insert(key, f);
+            slot = self.flows.insert(key, hash, f);
         }
         let Some(f) = slot.and_then(|i| self.flows.at_mut(i)) else {
             return;
@@ -1632,5 +1712,80 @@ fn set_name(f: &mut Flow, name: String, src: NameSource) {
     match f.name.as_deref() {
         Some((_, cur)) if *cur <= src => {}
         _ => f.name = Some(Box::new((name, src))),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod map_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every flow the model holds is found at a slot whose flow has its key, and
+    /// every slot's flow is found at that slot.
+    fn check(map: &FlowMap, model: &BTreeMap<FlowKey, Nanos>) {
+        assert_eq!(map.len(), model.len());
+        for (k, ts) in model {
+            let slot = map.slot(k, map.hash(k)).unwrap();
+            let f = map.at(slot).unwrap();
+            assert_eq!((f.key, f.first_ts), (*k, *ts));
+        }
+        for (i, f) in map.values().enumerate() {
+            assert_eq!(map.slot(&f.key, map.hash(&f.key)), Some(i as u32));
+        }
+    }
+
+    #[test]
+    fn flow_index_follows_inserts_replacements_removals_and_pops() {
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut map = FlowMap::default();
+        let mut model = BTreeMap::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..30_000i64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let (key, _) = FlowKey::of(
+                if rng & 1 == 0 { Transport::Tcp } else { Transport::Udp },
+                SocketAddr::new(IpAddr::from([10, 0, 0, (rng >> 8) as u8 % 8]), 443),
+                SocketAddr::new(IpAddr::from([10, 1, 0, 1]), 1024 + (rng >> 16) as u16 % 300),
+            );
+            match (rng >> 40) % 8 {
+                0..=3 => {
+                    let ctx = PacketCtx {
+                        ts: step,
+                        frame: FrameRef { file: 0, frame: 1 },
+                        wire_len: 60,
+                    };
+                    let f = table.new_flow(&ctx, key, true);
+                    let slot = map.insert(key, map.hash(&key), f).unwrap();
+                    assert_eq!(map.at(slot).unwrap().first_ts, step);
+                    model.insert(key, step);
+                }
+                4..=6 => {
+                    let removed = map.remove(&key).map(|f| (f.key, f.first_ts));
+                    assert_eq!(removed, model.remove(&key).map(|ts| (key, ts)));
+                }
+                _ => {
+                    let last = map.pop().map(|f| (f.key, f.first_ts));
+                    if let Some((k, ts)) = last {
+                        assert_eq!(model.remove(&k), Some(ts));
+                    }
+                    assert!(last.is_some() || model.is_empty());
+                }
+            }
+            if step % 101 == 0 {
+                check(&map, &model);
+            }
+            if step % 5_000 == 0 {
+                map.shrink_to_fit();
+                check(&map, &model);
+            }
+        }
+        check(&map, &model);
     }
 }
