@@ -672,6 +672,9 @@ fn seq_after(a: u32, b: u32) -> bool {
 
 struct Flow {
     key: FlowKey,
+    /// The key's hash in its table (set by [`FlowMap::insert`]): the index and the
+    /// closed-flow set are probed with it, never recomputing it.
+    hash: u64,
     /// Whether endpoint `a` of the key is the client (initiator).
     a_is_client: bool,
     first_ts: Nanos,
@@ -794,7 +797,8 @@ impl FlowMap {
 
     /// Insert or replace the flow of `k`, whose hash is `hash` (the table caps its
     /// size far below u32); returns its slot.
-    fn insert(&mut self, k: FlowKey, hash: u64, f: Flow) -> Option<u32> {
+    fn insert(&mut self, k: FlowKey, hash: u64, mut f: Flow) -> Option<u32> {
+        f.hash = hash;
         match self.find(&k, hash) {
             Some(i) => {
                 if let Some(slot) = self.slab.get_mut(i as usize) {
@@ -804,22 +808,22 @@ impl FlowMap {
             }
             None => {
                 let i = u32::try_from(self.slab.len()).ok()?;
-                let (slab, hasher) = (&self.slab, &self.hasher);
-                self.index.insert_unique(hash, i, |&s| {
-                    slab.get(s as usize).map_or(0, |f| hasher.hash_one(f.key))
-                });
+                let slab = &self.slab;
+                self.index
+                    .insert_unique(hash, i, |&s| slab.get(s as usize).map_or(0, |f| f.hash));
                 self.slab.push(f);
                 Some(i)
             }
         }
     }
 
-    /// Take the flow of `k` out of the table (the last flow moves into its slot).
-    fn remove(&mut self, k: &FlowKey) -> Option<Flow> {
+    /// Take the flow of `k`, whose hash is `hash`, out of the table (the last flow
+    /// moves into its slot).
+    fn remove(&mut self, k: &FlowKey, hash: u64) -> Option<Flow> {
         let slab = &self.slab;
         let i = self
             .index
-            .find_entry(self.hasher.hash_one(k), |&s| {
+            .find_entry(hash, |&s| {
                 slab.get(s as usize).is_some_and(|f| f.key == *k)
             })
             .ok()?
@@ -831,8 +835,7 @@ impl FlowMap {
         let last = self.slab.len().saturating_sub(1);
         if i != last {
             // Point the last flow's entry at the slot it moves into.
-            if let Some(moved) = self.slab.get(last) {
-                let h = self.hasher.hash_one(moved.key);
+            if let Some(h) = self.slab.get(last).map(|moved| moved.hash) {
                 if let Some(s) = self.index.find_mut(h, |&s| s as usize == last) {
                     *s = i as u32;
                 }
@@ -845,8 +848,7 @@ impl FlowMap {
     fn pop(&mut self) -> Option<Flow> {
         let f = self.slab.pop()?;
         let last = self.slab.len();
-        let h = self.hasher.hash_one(f.key);
-        if let Ok(e) = self.index.find_entry(h, |&s| s as usize == last) {
+        if let Ok(e) = self.index.find_entry(f.hash, |&s| s as usize == last) {
             e.remove();
         }
         Some(f)
@@ -854,10 +856,9 @@ impl FlowMap {
 
     fn shrink_to_fit(&mut self) {
         self.slab.shrink_to_fit();
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        self.index.shrink_to_fit(|&s| {
-            slab.get(s as usize).map_or(0, |f| hasher.hash_one(f.key))
-        });
+        let slab = &self.slab;
+        self.index
+            .shrink_to_fit(|&s| slab.get(s as usize).map_or(0, |f| f.hash));
     }
 
     fn values(&self) -> std::slice::Iter<'_, Flow> {
@@ -871,10 +872,12 @@ pub struct FlowTable {
     flows: FlowMap,
     dns: DnsCache,
     stats: FlowStats,
-    /// Keys of TCP flows that closed and left the table, with when: late packets
+    /// TCP flows that closed and left the table, by their keys' hashes (keyed,
+    /// 64 bits: two live 5-tuples share one with negligible odds, and nobody can
+    /// choose one that does), with when: late packets
     /// of a closed connection (FIN retransmissions, final ACKs) are absorbed here
     /// instead of opening a bogus mid-stream flow. Bounded like the flow table.
-    closed: HashMap<FlowKey, Nanos, ahash::RandomState>,
+    closed: hashbrown::HashTable<(u64, Nanos)>,
     now: Nanos,
     last_sweep: Nanos,
     /// Near the cap: idle timeouts are divided by [`EMERGENCY_DIVISOR`].
@@ -925,7 +928,7 @@ impl FlowTable {
                 cap,
             },
             stats: FlowStats::default(),
-            closed: HashMap::default(),
+            closed: hashbrown::HashTable::new(),
             now: Nanos::MIN,
             last_sweep: Nanos::MIN,
             emergency: false,
@@ -1032,29 +1035,30 @@ impl FlowTable {
             }
         };
         let now = self.now;
-        let expired: Vec<(FlowKey, bool)> = self
+        let expired: Vec<(FlowKey, u64, bool)> = self
             .flows
             .values()
             .filter_map(|f| {
                 let idle = now.saturating_sub(f.last_ts);
                 let limit = self.idle_limit(f);
                 if idle > limit {
-                    Some((f.key, false))
+                    Some((f.key, f.hash, false))
                 } else if idle > shorten(limit) {
-                    Some((f.key, true))
+                    Some((f.key, f.hash, true))
                 } else {
                     None
                 }
             })
             .collect();
-        for (k, early) in expired {
-            if let Some(f) = self.flows.remove(&k) {
+        for (k, hash, early) in expired {
+            if let Some(f) = self.flows.remove(&k, hash) {
                 let why = self.expiry_reason(&f, early);
                 out.push(self.record(f, why));
             }
         }
         let keep = shorten(self.cfg.tcp_idle);
-        self.closed.retain(|_, t| now.saturating_sub(*t) <= keep);
+        self.closed
+            .retain(|&mut (_, t)| now.saturating_sub(t) <= keep);
         if self.emergency && self.flows.len() < (self.cfg.max_flows / 10).saturating_mul(7) {
             self.emergency = false;
         }
@@ -1066,15 +1070,21 @@ impl FlowTable {
             self.stats.flows_closed = self.stats.flows_closed.saturating_add(1);
             if self.closed.len() >= self.cfg.max_flows {
                 // Bounded: forget the older half.
-                let mut times: Vec<Nanos> = self.closed.values().copied().collect();
+                let mut times: Vec<Nanos> = self.closed.iter().map(|&(_, t)| t).collect();
                 let mid = times.len() / 2;
                 if mid < times.len() {
                     let (_, cut, _) = times.select_nth_unstable(mid);
                     let cut = *cut;
-                    self.closed.retain(|_, t| *t > cut);
+                    self.closed.retain(|&mut (_, t)| t > cut);
                 }
             }
-            self.closed.insert(f.key, f.last_ts);
+            let h = f.hash;
+            match self.closed.entry(h, |e| e.0 == h, |e| e.0) {
+                hashbrown::hash_table::Entry::Occupied(mut o) => o.get_mut().1 = f.last_ts,
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert((h, f.last_ts));
+                }
+            }
             EndReason::Closed
         } else if early {
             self.stats.flows_evicted_emergency =
@@ -1108,8 +1118,11 @@ impl FlowTable {
         if self.flows.len() < cap {
             return;
         }
-        let mut times: Vec<(Nanos, FlowKey)> =
-            self.flows.values().map(|f| (f.last_ts, f.key)).collect();
+        let mut times: Vec<(Nanos, FlowKey, u64)> = self
+            .flows
+            .values()
+            .map(|f| (f.last_ts, f.key, f.hash))
+            .collect();
         let n = (times.len() / 16).max(1);
         // `n - 1` is a valid index unless the table is empty (a cap of 0).
         let Some(last) = n.checked_sub(1).filter(|&i| i < times.len()) else {
@@ -1118,8 +1131,8 @@ impl FlowTable {
         times.select_nth_unstable(last);
         times.truncate(n);
         times.sort();
-        for (_, k) in times {
-            if let Some(f) = self.flows.remove(&k) {
+        for (_, k, hash) in times {
+            if let Some(f) = self.flows.remove(&k, hash) {
                 self.stats.flows_evicted_cap = self.stats.flows_evicted_cap.saturating_add(1);
                 out.push(self.record(f, EndReason::Evicted));
             }
@@ -1136,6 +1149,7 @@ impl FlowTable {
             .map(|(n, _)| (n.clone(), NameSource::Dns));
         Flow {
             key,
+            hash: 0,
             a_is_client,
             first_ts: ctx.ts,
             last_ts: ctx.ts,
@@ -1203,7 +1217,7 @@ impl FlowTable {
         });
         if let Some((idle, reused)) = stale {
             if idle || reused {
-                if let Some(f) = self.flows.remove(&key) {
+                if let Some(f) = self.flows.remove(&key, hash) {
                     let why = if idle {
                         self.expiry_reason(&f, false)
                     } else {
@@ -1215,7 +1229,7 @@ impl FlowTable {
                 }
             }
         }
-        if stale.is_none() && !pure_syn && self.closed.contains_key(&key) {
+        if stale.is_none() && !pure_syn && self.closed.find(hash, |e| e.0 == hash).is_some() {
             // A late packet of a connection that already closed.
             self.stats.packets_after_close = self.stats.packets_after_close.saturating_add(1);
             return;
@@ -1468,7 +1482,7 @@ impl FlowTable {
             .and_then(|i| self.flows.at(i))
             .map(|f| ctx.ts.saturating_sub(f.last_ts) > self.cfg.udp_idle);
         if idle == Some(true) {
-            if let Some(f) = self.flows.remove(&key) {
+            if let Some(f) = self.flows.remove(&key, hash) {
                 self.stats.flows_evicted_idle = self.stats.flows_evicted_idle.saturating_add(1);
                 out.push(self.record(f, EndReason::IdleTimeout));
             }
@@ -1767,7 +1781,7 @@ mod map_tests {
                     model.insert(key, step);
                 }
                 4..=6 => {
-                    let removed = map.remove(&key).map(|f| (f.key, f.first_ts));
+                    let removed = map.remove(&key, map.hash(&key)).map(|f| (f.key, f.first_ts));
                     assert_eq!(removed, model.remove(&key).map(|ts| (key, ts)));
                 }
                 _ => {
