@@ -102,6 +102,9 @@ pub struct AuditOptions {
     pub site: Option<Arc<Site>>,
     /// Strict mode even when the site file does not ask for it (needs a site).
     pub strict: bool,
+    /// Threads for the first pass over large flow lists (matching every flow); the
+    /// result does not depend on it.
+    pub threads: usize,
 }
 
 impl Default for AuditOptions {
@@ -112,6 +115,7 @@ impl Default for AuditOptions {
             max_evidence: 20,
             site: None,
             strict: false,
+            threads: 1,
         }
     }
 }
@@ -344,36 +348,19 @@ pub fn audit(
 
     let ids: Vec<Arc<str>> = reqs.iter().map(|r| Arc::from(r.id.as_str())).collect();
     // 1. Match every flow. Names, addresses and ports repeat massively: each distinct
-    // identity is matched once.
-    let mut cache = MatchCache::new(catalog, &ids);
-    let mut flows: Vec<AuditedFlow> = Vec::with_capacity(records.len());
-    match order {
-        None => flows.extend(
-            records
-                .into_iter()
-                .map(|r| cache.audited(r, site, &selected)),
-        ),
-        Some(order) => {
-            let mut slots: Vec<Option<FlowRecord>> = records.into_iter().map(Some).collect();
-            // The records are visited in an order unrelated to where they lie: ask for
-            // each record's lines a few records ahead, and for its name a little later
-            // (once the record's own line, which holds the pointer, has arrived).
-            for (k, &i) in order.iter().enumerate() {
-                if let Some(ahead) = order.get(k.wrapping_add(16)).and_then(|&j| slots.get(j)) {
-                    crate::prefetch::prefetch_value(ahead);
-                }
-                if let Some(Some(near)) = order.get(k.wrapping_add(6)).and_then(|&j| slots.get(j)) {
-                    if let Some(n) = near.name.as_deref() {
-                        crate::prefetch::prefetch(Some(n.as_bytes()));
-                    }
-                }
-                if let Some(r) = slots.get_mut(i).and_then(Option::take) {
-                    flows.push(cache.audited(r, site, &selected));
-                }
-            }
-        }
-    }
-    drop(cache);
+    // identity is matched once (per thread).
+    let order = order.unwrap_or_else(|| (0..records.len()).collect());
+    let mut flows = match_all(
+        &MatchCtx {
+            catalog,
+            ids: &ids,
+            site,
+            selected: &selected,
+        },
+        records,
+        &order,
+        opts.threads,
+    );
 
     // 1b. An address range alone can fit several requirements (17.0.0.0/8 on 443 is
     // both the APNs device fallback and the provider API). Keep the candidates whose
@@ -770,6 +757,121 @@ pub fn audit(
 /// normal case) the order is unique, and sorting small keys then moving each record
 /// once is much cheaper than moving records around in the sort; with duplicate first
 /// frames, `records` are sorted in place (and None returned).
+/// What matching a flow needs, shared by the threads of [`match_all`].
+struct MatchCtx<'a> {
+    catalog: &'a Catalog,
+    ids: &'a [Arc<str>],
+    site: Option<&'a Site>,
+    selected: &'a [String],
+}
+
+/// Flows at least this many per thread before the first pass uses threads.
+const MATCH_PER_THREAD: usize = 16_384;
+
+/// The records as audited flows, in `order` (a permutation of their indexes: the
+/// first-frame order). Large lists are cut into one stretch of `order` per thread;
+/// each thread moves its records into its stretch of the result and matches them
+/// with its own cache. Most of this pass is moving records into fresh memory in an
+/// order unrelated to where they lie, which threads share out like the matching.
+fn match_all(
+    ctx: &MatchCtx<'_>,
+    records: Vec<FlowRecord>,
+    order: &[usize],
+    threads: usize,
+) -> Vec<AuditedFlow> {
+    let n = records.len();
+    // `order` must name every record once (first_frame_order's is by construction);
+    // checked, since the moves below rely on it.
+    let mut seen = vec![false; n];
+    let permutation = order.len() == n
+        && order
+            .iter()
+            .all(|&i| seen.get_mut(i).is_some_and(|s| !std::mem::replace(s, true)));
+    drop(seen);
+    if !permutation {
+        let mut cache = MatchCache::new(ctx.catalog, ctx.ids);
+        return records
+            .into_iter()
+            .map(|r| cache.audited(r, ctx.site, ctx.selected))
+            .collect();
+    }
+    let parts = threads.min(n / MATCH_PER_THREAD).max(1);
+    let part = n.div_ceil(parts).max(1);
+    // The records are moved out one by one below: their vector must not drop them.
+    let mut records = std::mem::ManuallyDrop::new(records);
+    let src = RecordsPtr(records.as_mut_ptr());
+    let mut flows: Vec<AuditedFlow> = Vec::with_capacity(n);
+    let spare = flows.spare_capacity_mut().get_mut(..n).unwrap_or_default();
+    let run = |dst: &mut [std::mem::MaybeUninit<AuditedFlow>], idx: &[usize]| {
+        let mut cache = MatchCache::new(ctx.catalog, ctx.ids);
+        let src = &src;
+        for (k, (d, &i)) in dst.iter_mut().zip(idx).enumerate() {
+            // The records are visited in an order unrelated to where they lie: ask for
+            // each record's lines a few records ahead, and for its name a little later
+            // (once the record's own line, which holds the pointer, has arrived).
+            if let Some(&j) = idx.get(k.wrapping_add(16)) {
+                // SAFETY: j < n (checked permutation); the record is live (not moved yet).
+                crate::prefetch::prefetch_value(unsafe { &*src.0.add(j) });
+            }
+            if let Some(&j) = idx.get(k.wrapping_add(6)) {
+                // SAFETY: as above.
+                let near = unsafe { &*src.0.add(j) };
+                crate::prefetch::prefetch(near.name.as_deref().map(str::as_bytes));
+            }
+            // SAFETY: i < n, and `order` names each index once (checked above), so each
+            // record is read exactly once, by one thread; the vector never drops them
+            // (ManuallyDrop, emptied below).
+            let r = unsafe { std::ptr::read(src.0.add(i)) };
+            d.write(cache.audited(r, ctx.site, ctx.selected));
+        }
+    };
+    // One job per stretch, taken once: by its thread, or by this one when that thread
+    // could not be started or has not started yet (this thread takes what is left).
+    let jobs: Vec<std::sync::Mutex<Option<Job<'_>>>> = spare
+        .chunks_mut(part)
+        .zip(order.chunks(part))
+        .map(|job| std::sync::Mutex::new(Some(job)))
+        .collect();
+    let take = |k: usize| {
+        jobs.get(k)
+            .and_then(|m| m.lock().ok().and_then(|mut j| j.take()))
+    };
+    std::thread::scope(|sc| {
+        for k in 1..jobs.len() {
+            let (run, take) = (&run, &take);
+            let started = std::thread::Builder::new()
+                .name("mdmaudit-match".into())
+                .spawn_scoped(sc, move || {
+                    if let Some((dst, idx)) = take(k) {
+                        run(dst, idx);
+                    }
+                });
+            drop(started);
+        }
+        for k in 0..jobs.len() {
+            if let Some((dst, idx)) = take(k) {
+                run(dst, idx);
+            }
+        }
+    });
+    // SAFETY: the chunks of `spare` cover its n slots and every thread wrote each
+    // slot of its chunk (a panic would have unwound past here, leaking, never
+    // exposing an unwritten slot).
+    unsafe { flows.set_len(n) };
+    // SAFETY: every record was moved out above; free the vector without dropping them.
+    unsafe { records.set_len(0) };
+    drop(std::mem::ManuallyDrop::into_inner(records));
+    flows
+}
+
+/// A stretch of [`match_all`]'s result and the records that go there.
+type Job<'a> = (&'a mut [std::mem::MaybeUninit<AuditedFlow>], &'a [usize]);
+
+/// The records' buffer, read by the threads of [`match_all`] at disjoint indexes.
+struct RecordsPtr(*mut FlowRecord);
+// SAFETY: each record is read (moved out) by exactly one thread; FlowRecord is Send.
+unsafe impl Sync for RecordsPtr {}
+
 fn first_frame_order(records: &mut [FlowRecord]) -> Option<Vec<usize>> {
     if records.is_sorted_by_key(|r| r.first_frame) {
         return None;

@@ -233,8 +233,9 @@ pub struct AuditArgs {
     /// and outcome. The report says how many were folded or counted.
     #[arg(long, default_value_t = 250_000, value_name = "N")]
     pub max_records: usize,
-    /// Decode and flow worker threads (default: the cores available). The report is
-    /// the same whatever the number.
+    /// Decode and flow worker threads (default: the cores available); the audit's
+    /// first pass over large flow lists and the JSON flow list use as many. The
+    /// report is the same whatever the number.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// How capture files are read.
@@ -428,6 +429,7 @@ fn run_audit(a: AuditArgs) -> i32 {
         max_evidence: a.flow.max_evidence,
         site,
         strict: a.strict,
+        threads,
     };
     let span = match (run.capture.first_ts, run.capture.last_ts) {
         (Some(x), Some(y)) => Some((x, y)),

@@ -818,3 +818,58 @@ fn requirement_latency_percentiles_come_from_flows_that_reached_it() {
     assert_eq!(ttfb.count, 3);
     assert!((ttfb.max - 180.0).abs() < 0.2, "{ttfb:?}");
 }
+
+#[test]
+fn matching_on_threads_gives_the_audit_of_one_thread() {
+    // Enough flows for the threaded first pass (16,384 a thread, up to 4 threads),
+    // handed over in an order unrelated to their first frames, as the workers of a
+    // capture hand them over: names, blocked attempts, fallbacks, other services.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut records: Vec<FlowRecord> = (0..70_000u64)
+        .map(|i| {
+            let r = next();
+            let dev = format!(
+                "10.20.{}.{}:{}",
+                r % 4,
+                (r >> 8) % 250 + 1,
+                40_000 + i % 20_000
+            );
+            let (server, outcome) = match (r >> 16) % 6 {
+                0 => ("17.57.146.20:5223", Outcome::Unanswered),
+                1 => ("17.57.146.20:443", Outcome::Established),
+                2 => ("142.250.1.1:5228", Outcome::Established),
+                3 => ("192.0.2.9:443", Outcome::Established),
+                4 => ("17.57.146.20:5223", Outcome::Refused),
+                _ => ("17.57.146.20:5223", Outcome::Established),
+            };
+            let rec = rec(i + 1, &dev, server, outcome, (i / 50) as i64);
+            match (r >> 24) % 4 {
+                0 => named(rec, "courier.push.apple.com", NameSource::Sni),
+                1 => named(rec, "mtalk.google.com", NameSource::Dns),
+                _ => rec,
+            }
+        })
+        .collect();
+    for i in (1..records.len()).rev() {
+        records.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let one = audit(&catalog(), records.clone(), &AuditOptions::default(), None);
+    assert!(!one.findings.is_empty());
+    for threads in [2, 3, 4] {
+        let opts = AuditOptions {
+            threads,
+            ..AuditOptions::default()
+        };
+        let many = audit(&catalog(), records.clone(), &opts, None);
+        assert!(
+            many == one,
+            "{threads} threads: the audit differs from one thread's"
+        );
+    }
+}
