@@ -42,35 +42,65 @@ pub struct ReportInput<'a> {
 /// small enough to keep a round's buffers to a few tens of MB.
 const FLOWS_PER_BLOCK: usize = 4096;
 
-/// Write every flow as one JSON object, `sep(i)` before flow `i` (and `end` after
-/// each), formatting blocks of flows on `threads` threads and writing them in order.
-fn write_flows(
-    out: &mut dyn Write,
-    flows: &[crate::audit::AuditedFlow],
+/// Findings per formatted block (a finding with its evidence is a few hundred bytes
+/// to a few KB).
+const FINDINGS_PER_BLOCK: usize = 256;
+
+/// Flows `first..` of `block` as JSON objects, `sep(i)` before flow `i` (and `end`
+/// after each), appended to `buf`.
+fn flows_block(
+    buf: &mut Vec<u8>,
+    first: usize,
+    block: &[AuditedFlow],
     files: &[String],
-    threads: usize,
+    sep: &(dyn Fn(usize) -> &'static [u8] + Sync),
+    end: &'static [u8],
+) {
+    buf.reserve(block.len().saturating_mul(1024));
+    for (k, f) in block.iter().enumerate() {
+        // The names are strings elsewhere on the heap: ask for them ahead.
+        if let Some(next) = block.get(k.wrapping_add(4)) {
+            let r = &next.record;
+            crate::prefetch::prefetch(r.name.as_deref().map(str::as_bytes));
+            crate::prefetch::prefetch(r.sni.as_deref().map(str::as_bytes));
+        }
+        buf.extend_from_slice(sep(first.saturating_add(k)));
+        write_flow_json(buf, f, files);
+        buf.extend_from_slice(end);
+    }
+}
+
+/// Findings `first..` of `block` as JSON objects, `sep(i)` before finding `i` (and
+/// `end` after each), appended to `buf`.
+fn findings_block(
+    buf: &mut Vec<u8>,
+    first: usize,
+    block: &[Finding],
+    r: &ReportInput<'_>,
+    files: &[String],
     sep: &(dyn Fn(usize) -> &'static [u8] + Sync),
     end: &'static [u8],
 ) -> io::Result<()> {
-    let format = |first: usize, block: &[crate::audit::AuditedFlow]| -> Vec<u8> {
-        let mut buf = Vec::with_capacity(block.len().saturating_mul(1024));
-        for (k, f) in block.iter().enumerate() {
-            // The names are strings elsewhere on the heap: ask for them ahead.
-            if let Some(next) = block.get(k.wrapping_add(4)) {
-                let r = &next.record;
-                crate::prefetch::prefetch(r.name.as_deref().map(str::as_bytes));
-                crate::prefetch::prefetch(r.sni.as_deref().map(str::as_bytes));
-            }
-            buf.extend_from_slice(sep(first.saturating_add(k)));
-            write_flow_json(&mut buf, f, files);
-            buf.extend_from_slice(end);
-        }
-        buf
-    };
-    let threads = threads.max(1);
-    if threads == 1 || flows.len() <= FLOWS_PER_BLOCK {
-        for (i, block) in flows.chunks(FLOWS_PER_BLOCK).enumerate() {
-            out.write_all(&format(i.saturating_mul(FLOWS_PER_BLOCK), block))?;
+    for (k, f) in block.iter().enumerate() {
+        buf.extend_from_slice(sep(first.saturating_add(k)));
+        serde_json::to_writer(&mut *buf, &finding_value(f, files, r.run.capture.first_ts))?;
+        buf.extend_from_slice(end);
+    }
+    Ok(())
+}
+
+/// Write `blocks` blocks of output in order, block `i` made by `format(i)`, formatting
+/// them on `threads` threads.
+fn write_blocks(
+    out: &mut dyn Write,
+    blocks: usize,
+    threads: usize,
+    format: &(dyn Fn(usize) -> io::Result<Vec<u8>> + Sync),
+) -> io::Result<()> {
+    let threads = threads.max(1).min(blocks);
+    if threads <= 1 {
+        for i in 0..blocks {
+            out.write_all(&format(i)?)?;
         }
         return Ok(());
     }
@@ -78,33 +108,107 @@ fn write_flows(
     // thread takes them in block order and writes them, so that writing (a copy into
     // the page cache, as costly as formatting) overlaps formatting, and at most a
     // few blocks per formatter wait in memory.
-    let blocks: Vec<&[crate::audit::AuditedFlow]> = flows.chunks(FLOWS_PER_BLOCK).collect();
     std::thread::scope(|sc| -> io::Result<()> {
         let mut queues = Vec::with_capacity(threads);
         for k in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(2);
             queues.push(rx);
-            let blocks = &blocks;
-            let format = &format;
             sc.spawn(move || {
-                for (i, block) in blocks.iter().enumerate().skip(k).step_by(threads) {
-                    let first = i.saturating_mul(FLOWS_PER_BLOCK);
+                for i in (k..blocks).step_by(threads) {
                     // The writer went away (a write failed): stop.
-                    if tx.send(format(first, block)).is_err() {
+                    if tx.send(format(i)).is_err() {
                         return;
                     }
                 }
             });
         }
-        for i in 0..blocks.len() {
+        for i in 0..blocks {
             let buf = queues
                 .get(i % threads)
                 .and_then(|q| q.recv().ok())
-                .ok_or_else(|| io::Error::other("a formatting thread failed"))?;
+                .ok_or_else(|| io::Error::other("a formatting thread failed"))??;
             out.write_all(&buf)?;
         }
         Ok(())
     })
+}
+
+/// The report's lists after its head: the flows and the findings, in `order`, as
+/// blocks for [`write_blocks`]; `between(k)` is written after list k (not after
+/// the last).
+struct Lists<'a> {
+    r: &'a ReportInput<'a>,
+    files: &'a [String],
+    sep: &'a (dyn Fn(usize) -> &'static [u8] + Sync),
+    end: &'static [u8],
+}
+
+/// Which of the report's lists a block belongs to.
+#[derive(Clone, Copy)]
+enum List {
+    Flows,
+    Findings,
+}
+
+impl Lists<'_> {
+    fn blocks(&self, list: List) -> usize {
+        match list {
+            List::Flows => self.r.audit.flows.len().div_ceil(FLOWS_PER_BLOCK),
+            List::Findings => self.r.audit.findings.len().div_ceil(FINDINGS_PER_BLOCK),
+        }
+    }
+
+    /// Block `i` of `list`.
+    fn format(&self, list: List, i: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        match list {
+            List::Flows => {
+                let first = i.saturating_mul(FLOWS_PER_BLOCK);
+                let block = self.r.audit.flows.get(first..).unwrap_or_default();
+                let block = block.get(..FLOWS_PER_BLOCK).unwrap_or(block);
+                flows_block(&mut buf, first, block, self.files, self.sep, self.end);
+            }
+            List::Findings => {
+                let first = i.saturating_mul(FINDINGS_PER_BLOCK);
+                let block = self.r.audit.findings.get(first..).unwrap_or_default();
+                let block = block.get(..FINDINGS_PER_BLOCK).unwrap_or(block);
+                findings_block(
+                    &mut buf, first, block, self.r, self.files, self.sep, self.end,
+                )?;
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Write `order`'s lists, `between[k]` after list k, formatting every block on
+    /// the report's threads: the findings of a large capture format alongside its
+    /// flows instead of before them.
+    fn write(
+        &self,
+        out: &mut dyn Write,
+        order: [List; 2],
+        between: [&'static [u8]; 2],
+    ) -> io::Result<()> {
+        let [a, b] = order;
+        let (na, nb) = (self.blocks(a), self.blocks(b));
+        let format = |i: usize| -> io::Result<Vec<u8>> {
+            if i < na {
+                self.format(a, i)
+            } else if i == na {
+                Ok(between[0].to_vec())
+            } else if i <= na.saturating_add(nb) {
+                self.format(b, i.saturating_sub(na).saturating_sub(1))
+            } else {
+                Ok(between[1].to_vec())
+            }
+        };
+        write_blocks(
+            out,
+            na.saturating_add(nb).saturating_add(2),
+            self.r.threads,
+            &format,
+        )
+    }
 }
 
 /// A report writer for one format.
@@ -791,16 +895,6 @@ impl Sink for JsonSink {
             .unwrap_or(&head);
         out.write_all(body.as_bytes())?;
         out.write_all(b",\n  \"findings\": [")?;
-        for (i, f) in r.audit.findings.iter().enumerate() {
-            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
-            serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
-        }
-        out.write_all(if r.audit.findings.is_empty() {
-            b"]"
-        } else {
-            b"\n  ]"
-        })?;
-        out.write_all(b",\n  \"flows\": [")?;
         let sep = |i: usize| -> &'static [u8] {
             if i == 0 {
                 b"\n    "
@@ -808,13 +902,27 @@ impl Sink for JsonSink {
                 b",\n    "
             }
         };
-        write_flows(out, &r.audit.flows, &files, r.threads, &sep, b"")?;
-        out.write_all(if r.audit.flows.is_empty() {
-            b"]"
+        let lists = Lists {
+            r,
+            files: &files,
+            sep: &sep,
+            end: b"",
+        };
+        let findings_end: &[u8] = if r.audit.findings.is_empty() {
+            b"],\n  \"flows\": ["
         } else {
-            b"\n  ]"
-        })?;
-        out.write_all(b"\n}\n")
+            b"\n  ],\n  \"flows\": ["
+        };
+        let flows_end: &[u8] = if r.audit.flows.is_empty() {
+            b"]\n}\n"
+        } else {
+            b"\n  ]\n}\n"
+        };
+        lists.write(
+            out,
+            [List::Findings, List::Flows],
+            [findings_end, flows_end],
+        )
     }
 }
 
@@ -825,11 +933,13 @@ impl Sink for NdjsonSink {
     fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
         let files = files(r);
         let none = |_: usize| -> &'static [u8] { b"" };
-        write_flows(out, &r.audit.flows, &files, r.threads, &none, b"\n")?;
-        for f in r.audit.findings.iter() {
-            serde_json::to_writer(&mut *out, &finding_value(f, &files, r.run.capture.first_ts))?;
-            out.write_all(b"\n")?;
-        }
+        let lists = Lists {
+            r,
+            files: &files,
+            sep: &none,
+            end: b"\n",
+        };
+        lists.write(out, [List::Flows, List::Findings], [b"", b""])?;
         let mut summary = summary_value(r);
         if let Value::Object(m) = &mut summary {
             m.insert(
