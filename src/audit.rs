@@ -238,6 +238,12 @@ impl Latency {
             let _ = h.record(us);
         }
     }
+    /// Add another histogram's values (histograms of one thread's flows each).
+    fn add(&mut self, other: &Latency) {
+        if let (Some(h), Some(o)) = (self.0.as_mut(), other.0.as_ref()) {
+            let _ = h.add(o);
+        }
+    }
     fn summary(&self) -> Option<Percentiles> {
         let h = self.0.as_ref()?;
         if h.is_empty() {
@@ -486,81 +492,35 @@ pub fn audit(
         }
     }
 
-    // 4. Findings per (requirement, verdict, device).
-    type Key = (usize, Verdict, IpAddr);
-    let mut groups: FastMap<Key, Vec<usize>> = fast_map();
+    // 4. Findings per (requirement, verdict, device): one pass over the flows (on
+    // --threads threads for a large list: each thread takes a stretch, and the
+    // stretches' tallies are merged in order), then the findings (likewise).
     let is_linked = |fi: usize| linked_failed.get(fi).copied().unwrap_or(false);
-    // Also, per requirement index: flows seen and judged (0 means none: every record
-    // weighs at least 1), device -> worst verdict, and the latency of the flows that
-    // reached the requirement's service.
-    let mut seen_flows: Vec<usize> = vec![0; reqs.len()];
-    let mut judged_flows: Vec<usize> = vec![0; reqs.len()];
-    let mut per_req_dev: Vec<FastMap<IpAddr, Verdict>> = reqs.iter().map(|_| fast_map()).collect();
-    let mut latency: Vec<Option<(Latency, Latency)>> = reqs.iter().map(|_| None).collect();
-    // Without a site file: what the traffic suggests, from the same pass.
-    let mut scan = SuggestScan::new(catalog);
-    for (fi, f) in flows.iter().enumerate() {
-        if site.is_none() {
-            scan.note(f);
+    let parts = opts.threads.min(flows.len() / MATCH_PER_THREAD).max(1);
+    let Tally {
+        groups,
+        seen_flows,
+        judged_flows,
+        per_req_dev,
+        latency,
+        scan,
+    } = in_parts(&flows, parts, &|from, part| {
+        let mut t = Tally::new(catalog, reqs.len());
+        for (k, f) in part.iter().enumerate() {
+            t.note(from.saturating_add(k), f, site.is_none(), &is_linked);
         }
-        if f.matches.is_empty() {
-            continue;
-        }
-        let n = weight(&f.record);
-        let client = f.record.client.ip();
-        let reached = f.record.reached();
-        for m in f.matches.iter() {
-            let ri = m.req;
-            if m.path != PortPath::OtherPort {
-                if let Some(seen) = seen_flows.get_mut(ri) {
-                    *seen = seen.saturating_add(n);
-                }
-                if m.verdict.is_some() {
-                    if let Some(judged) = judged_flows.get_mut(ri) {
-                        *judged = judged.saturating_add(n);
-                    }
-                }
-            }
-            let Some(v) = m.verdict else {
-                continue;
-            };
-            // Failed attempts explained by a fallback are reported inside it.
-            let linked = v == Verdict::Blocked && is_linked(fi);
-            if v != Verdict::Ok && v != Verdict::Undetermined && !linked {
-                groups.entry((ri, v, client)).or_default().push(fi);
-            }
-            let reached_service = reached && matches!(v, Verdict::Ok | Verdict::Fallback);
-            let v = if linked { Verdict::Fallback } else { v };
-            if let Some(d) = per_req_dev.get_mut(ri) {
-                let e = d.entry(client).or_insert(v);
-                if rank(v) > rank(*e) {
-                    *e = v;
-                }
-            }
-            if !reached_service {
-                continue;
-            }
-            if let Some(slot) = latency.get_mut(ri) {
-                let e = slot.get_or_insert_with(|| (Latency::new(), Latency::new()));
-                if let Some(rtt) = f.record.rtt_ns {
-                    e.0.record(rtt);
-                }
-                if let Some(t) = f.record.ttfb_ns {
-                    e.1.record(t);
-                }
-            }
-        }
-    }
-    let mut groups: Vec<(Key, Vec<usize>)> = groups.into_iter().collect();
+        t
+    })
+    .into_iter()
+        .reduce(Tally::merge)
+        .unwrap_or_else(|| Tally::new(catalog, reqs.len()));
+    let mut groups: Vec<(GroupKey, Vec<usize>)> = groups.into_iter().collect();
     groups.sort_unstable_by_key(|(k, _)| *k);
-    let mut findings = Vec::new();
-    for ((ri, v, dev), fis) in groups {
-        let Some(req) = reqs.get(ri) else {
-            continue;
-        };
+    let finding_of = |((ri, v, dev), fis): &(GroupKey, Vec<usize>)| -> Option<Finding> {
+        let req = reqs.get(*ri)?;
         // Flow indexes, ascending, each once (`fis` is ascending already).
-        let mut ev_flows: Vec<usize> = fis;
-        if v == Verdict::Fallback {
+        let mut ev_flows: Vec<usize> = fis.clone();
+        if *v == Verdict::Fallback {
             let linked: Vec<usize> = ev_flows
                 .iter()
                 .filter_map(|fi| fallback_links.get(fi))
@@ -573,8 +533,15 @@ pub fn audit(
                 ev_flows.dedup();
             }
         }
-        findings.push(make_finding(ri, req, v, dev, &flows, &ev_flows, opts));
-    }
+        Some(make_finding(*ri, req, *v, *dev, &flows, &ev_flows, opts))
+    };
+    let parts = opts.threads.min(groups.len() / FINDINGS_PER_THREAD).max(1);
+    let mut findings: Vec<Finding> = in_parts(&groups, parts, &|_, part| {
+        part.iter().filter_map(finding_of).collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let strict = site.is_some_and(|s| s.strict) || (site.is_some() && opts.strict);
     if let Some(site) = site.filter(|_| strict) {
         findings.extend(outside_catalog(site, &flows, opts));
@@ -757,6 +724,182 @@ pub fn audit(
 /// normal case) the order is unique, and sorting small keys then moving each record
 /// once is much cheaper than moving records around in the sort; with duplicate first
 /// frames, `records` are sorted in place (and None returned).
+/// A finding's group: requirement index, verdict, device.
+type GroupKey = (usize, Verdict, IpAddr);
+
+/// Findings at least this many per thread before they are made on threads.
+const FINDINGS_PER_THREAD: usize = 512;
+
+/// `f` over `items` cut into `parts` stretches, on as many threads (the first on
+/// this one; a thread that cannot be started leaves its stretch to this one), with
+/// the results in stretch order. `f` gets a stretch's first index and the stretch.
+fn in_parts<'a, T: Sync, R: Send>(
+    items: &'a [T],
+    parts: usize,
+    f: &(dyn Fn(usize, &'a [T]) -> R + Sync),
+) -> Vec<R> {
+    let size = items.len().div_ceil(parts.max(1)).max(1);
+    if parts <= 1 || items.len() <= size {
+        return vec![f(0, items)];
+    }
+    let stretches: Vec<(usize, &'a [T])> = items
+        .chunks(size)
+        .enumerate()
+        .map(|(k, c)| (k.saturating_mul(size), c))
+        .collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = stretches
+            .iter()
+            .skip(1)
+            .map(|&(from, part)| {
+                std::thread::Builder::new()
+                    .name("mdmaudit-audit".into())
+                    .spawn_scoped(sc, move || f(from, part))
+                    .map_err(|_| (from, part))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(stretches.len());
+        if let Some(&(from, part)) = stretches.first() {
+            out.push(f(from, part));
+        }
+        for h in handles {
+            match h {
+                Ok(h) => match h.join() {
+                    Ok(r) => out.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err((from, part)) => out.push(f(from, part)),
+            }
+        }
+        out
+    })
+}
+
+/// Step 4's tallies over a stretch of the flows; [`Tally::merge`] adds a later
+/// stretch's.
+struct Tally<'a> {
+    /// Flows (ascending) per (requirement, verdict, device) that make a finding.
+    groups: FastMap<GroupKey, Vec<usize>>,
+    /// Per requirement index: flows seen and judged (0 means none: every record
+    /// weighs at least 1), device -> worst verdict, and the latency of the flows
+    /// that reached the requirement's service.
+    seen_flows: Vec<usize>,
+    judged_flows: Vec<usize>,
+    per_req_dev: Vec<FastMap<IpAddr, Verdict>>,
+    latency: Vec<Option<(Latency, Latency)>>,
+    /// Without a site file: what the traffic suggests, from the same pass.
+    scan: SuggestScan<'a>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(catalog: &'a Catalog, reqs: usize) -> Self {
+        Tally {
+            groups: fast_map(),
+            seen_flows: vec![0; reqs],
+            judged_flows: vec![0; reqs],
+            per_req_dev: (0..reqs).map(|_| fast_map()).collect(),
+            latency: (0..reqs).map(|_| None).collect(),
+            scan: SuggestScan::new(catalog),
+        }
+    }
+
+    /// Flow `fi`.
+    fn note(
+        &mut self,
+        fi: usize,
+        f: &'a AuditedFlow,
+        suggest: bool,
+        is_linked: &dyn Fn(usize) -> bool,
+    ) {
+        if suggest {
+            self.scan.note(f);
+        }
+        if f.matches.is_empty() {
+            return;
+        }
+        let n = weight(&f.record);
+        let client = f.record.client.ip();
+        let reached = f.record.reached();
+        for m in f.matches.iter() {
+            let ri = m.req;
+            if m.path != PortPath::OtherPort {
+                if let Some(seen) = self.seen_flows.get_mut(ri) {
+                    *seen = seen.saturating_add(n);
+                }
+                if m.verdict.is_some() {
+                    if let Some(judged) = self.judged_flows.get_mut(ri) {
+                        *judged = judged.saturating_add(n);
+                    }
+                }
+            }
+            let Some(v) = m.verdict else {
+                continue;
+            };
+            // Failed attempts explained by a fallback are reported inside it.
+            let linked = v == Verdict::Blocked && is_linked(fi);
+            if v != Verdict::Ok && v != Verdict::Undetermined && !linked {
+                self.groups.entry((ri, v, client)).or_default().push(fi);
+            }
+            let reached_service = reached && matches!(v, Verdict::Ok | Verdict::Fallback);
+            let v = if linked { Verdict::Fallback } else { v };
+            if let Some(d) = self.per_req_dev.get_mut(ri) {
+                worse(d, client, v);
+            }
+            if !reached_service {
+                continue;
+            }
+            if let Some(slot) = self.latency.get_mut(ri) {
+                let e = slot.get_or_insert_with(|| (Latency::new(), Latency::new()));
+                if let Some(rtt) = f.record.rtt_ns {
+                    e.0.record(rtt);
+                }
+                if let Some(t) = f.record.ttfb_ns {
+                    e.1.record(t);
+                }
+            }
+        }
+    }
+
+    /// Add the tallies of the stretch that follows this one's.
+    fn merge(mut self, later: Tally<'a>) -> Tally<'a> {
+        for (k, fis) in later.groups {
+            self.groups.entry(k).or_default().extend(fis);
+        }
+        for (a, b) in self.seen_flows.iter_mut().zip(later.seen_flows) {
+            *a = a.saturating_add(b);
+        }
+        for (a, b) in self.judged_flows.iter_mut().zip(later.judged_flows) {
+            *a = a.saturating_add(b);
+        }
+        for (a, b) in self.per_req_dev.iter_mut().zip(later.per_req_dev) {
+            for (dev, v) in b {
+                worse(a, dev, v);
+            }
+        }
+        for (a, b) in self.latency.iter_mut().zip(later.latency) {
+            match (a.as_mut(), b) {
+                (Some(a), Some(b)) => {
+                    a.0.add(&b.0);
+                    a.1.add(&b.1);
+                }
+                (None, Some(b)) => *a = Some(b),
+                (_, None) => {}
+            }
+        }
+        self.scan.merge(later.scan);
+        self
+    }
+}
+
+/// Keep the worse of a device's verdicts (ranks are distinct: the order the flows
+/// come in does not matter).
+fn worse(d: &mut FastMap<IpAddr, Verdict>, dev: IpAddr, v: Verdict) {
+    let e = d.entry(dev).or_insert(v);
+    if rank(v) > rank(*e) {
+        *e = v;
+    }
+}
+
 /// What matching a flow needs, shared by the threads of [`match_all`].
 struct MatchCtx<'a> {
     catalog: &'a Catalog,
@@ -1703,6 +1846,24 @@ impl<'a> SuggestScan<'a> {
             cloud_seen: fast_set(),
             device_seen: fast_set(),
         }
+    }
+
+    /// Add what another stretch of the flows showed (sets: the order does not
+    /// matter).
+    fn merge(&mut self, other: SuggestScan<'a>) {
+        for (addr, (clients, ports)) in other.accepts {
+            let e = self.accepts.entry(addr).or_default();
+            e.0.extend(clients);
+            e.1.extend(ports);
+        }
+        for (c, texts) in other.cloud_server {
+            self.cloud_server.entry(c).or_default().extend(texts);
+        }
+        for (c, ids) in other.device_clients {
+            self.device_clients.entry(c).or_default().extend(ids);
+        }
+        self.cloud_seen.extend(other.cloud_seen);
+        self.device_seen.extend(other.device_seen);
     }
 
     fn note(&mut self, f: &'a AuditedFlow) {
