@@ -185,17 +185,27 @@ measure() {
 }
 
 # mdm_variants SECTION CAPTURE ROUND: mdmaudit with 1 thread, N threads, the default.
-# The previous round's report is removed first: replacing it would make the timed run
-# also pay for freeing the old file's pages (a 100-200 MB file), which is no part of
-# producing a report.
+# Each run's previous report is removed just before it: replacing it would make the
+# timed run also pay for freeing the old file's pages (a 100-200 MB file), which is
+# no part of producing a report. Removing all three at once (as this script did
+# before 2026-12-04) gave the first variant of each round the pages the three had
+# just freed and the later ones whatever the host had reclaimed meanwhile (see
+# README, noise). The variants' order also rotates from round to round, so that no
+# variant always runs first.
 mdm_variants() {
   local section=$1 cap=$2 round=$3
-  rm -f "$W/$section-t1.json" "$W/$section-tN.json" "$W/$section-default.json"
-  if [ "$THREADS_OK" = 1 ]; then
-    measure "$section" mdm-t1 "$round" "$MDM" audit "$cap" --format json -o "$W/$section-t1.json" --threads 1
-    measure "$section" mdm-tN "$round" "$MDM" audit "$cap" --format json -o "$W/$section-tN.json" --threads "$NPROC"
-  fi
-  measure "$section" mdm-default "$round" "$MDM" audit "$cap" --format json -o "$W/$section-default.json"
+  local variants=(t1 tN default)
+  [ "$THREADS_OK" = 1 ] || variants=(default)
+  local n=${#variants[@]} k v
+  for ((k = 0; k < n; k++)); do
+    v=${variants[$(((round - 1 + k) % n))]}
+    rm -f "$W/$section-$v.json"
+    case $v in
+      t1) measure "$section" mdm-t1 "$round" "$MDM" audit "$cap" --format json -o "$W/$section-t1.json" --threads 1 ;;
+      tN) measure "$section" mdm-tN "$round" "$MDM" audit "$cap" --format json -o "$W/$section-tN.json" --threads "$NPROC" ;;
+      default) measure "$section" mdm-default "$round" "$MDM" audit "$cap" --format json -o "$W/$section-default.json" ;;
+    esac
+  done
 }
 
 ctx date "$(date -u '+%Y-%m-%d %H:%M UTC')"
