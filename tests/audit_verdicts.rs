@@ -861,7 +861,11 @@ fn matching_on_threads_gives_the_audit_of_one_thread() {
     }
     let one = audit(&catalog(), records.clone(), &AuditOptions::default(), None);
     // Enough findings, too, for them to be made on every thread (512 a thread).
-    assert!(one.findings.len() >= 4 * 512, "{} findings", one.findings.len());
+    assert!(
+        one.findings.len() >= 4 * 512,
+        "{} findings",
+        one.findings.len()
+    );
     for threads in [2, 3, 4] {
         let opts = AuditOptions {
             threads,
