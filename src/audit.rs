@@ -499,7 +499,7 @@ pub fn audit(
     // --threads threads for a large list: each thread takes a stretch, and the
     // stretches' tallies are merged in order), then the findings (likewise).
     let is_linked = |fi: usize| linked_failed.get(fi).copied().unwrap_or(false);
-    let parts = opts.threads.min(flows.len() / MATCH_PER_THREAD).max(1);
+    let size = stretch(flows.len(), opts.threads, MATCH_PER_THREAD);
     let Tally {
         groups,
         seen_flows,
@@ -507,13 +507,20 @@ pub fn audit(
         per_req_dev,
         latency,
         scan,
-    } = in_parts(&flows, parts, &|from, part| {
-        let mut t = Tally::new(catalog, reqs.len());
-        for (k, f) in part.iter().enumerate() {
-            t.note(from.saturating_add(k), f, site.is_none(), &is_linked);
-        }
-        t
-    })
+    } = in_parts(
+        flows
+            .chunks(size)
+            .enumerate()
+            .map(|(k, part)| (k.saturating_mul(size), part))
+            .collect(),
+        &|(from, part)| {
+            let mut t = Tally::new(catalog, reqs.len());
+            for (k, f) in part.iter().enumerate() {
+                t.note(from.saturating_add(k), f, site.is_none(), &is_linked);
+            }
+            t
+        },
+    )
     .into_iter()
         .reduce(Tally::merge)
         .unwrap_or_else(|| Tally::new(catalog, reqs.len()));
@@ -538,8 +545,8 @@ pub fn audit(
         }
         Some(make_finding(*ri, req, *v, *dev, &flows, &ev_flows, opts))
     };
-    let parts = opts.threads.min(groups.len() / FINDINGS_PER_THREAD).max(1);
-    let mut findings: Vec<Finding> = in_parts(&groups, parts, &|_, part| {
+    let size = stretch(groups.len(), opts.threads, FINDINGS_PER_THREAD);
+    let mut findings: Vec<Finding> = in_parts(groups.chunks(size).collect(), &|part| {
         part.iter().filter_map(finding_of).collect::<Vec<_>>()
     })
     .into_iter()
@@ -733,48 +740,49 @@ type GroupKey = (usize, Verdict, IpAddr);
 /// Findings at least this many per thread before they are made on threads.
 const FINDINGS_PER_THREAD: usize = 512;
 
-/// `f` over `items` cut into `parts` stretches, on as many threads (the first on
-/// this one; a thread that cannot be started leaves its stretch to this one), with
-/// the results in stretch order. `f` gets a stretch's first index and the stretch.
-fn in_parts<'a, T: Sync, R: Send>(
-    items: &'a [T],
-    parts: usize,
-    f: &(dyn Fn(usize, &'a [T]) -> R + Sync),
-) -> Vec<R> {
-    let size = items.len().div_ceil(parts.max(1)).max(1);
-    if parts <= 1 || items.len() <= size {
-        return vec![f(0, items)];
-    }
-    let stretches: Vec<(usize, &'a [T])> = items
-        .chunks(size)
-        .enumerate()
-        .map(|(k, c)| (k.saturating_mul(size), c))
+/// The length of the stretches a list of `len` items is cut into for `threads`
+/// threads, each given at least `per_thread` items (one stretch when the list is
+/// too short for two).
+fn stretch(len: usize, threads: usize, per_thread: usize) -> usize {
+    let parts = threads.min(len.checked_div(per_thread).unwrap_or(0)).max(1);
+    len.div_ceil(parts).max(1)
+}
+
+/// `f` over each of `jobs`, each on a thread of its own but the first, which runs
+/// on this one; the results in job order. A job whose thread cannot be started
+/// runs here too.
+fn in_parts<J: Send, R: Send>(jobs: Vec<J>, f: &(dyn Fn(J) -> R + Sync)) -> Vec<R> {
+    // Each job is taken once: by its thread, or here if the thread did not start.
+    let slots: Vec<std::sync::Mutex<Option<J>>> = jobs
+        .into_iter()
+        .map(|job| std::sync::Mutex::new(Some(job)))
         .collect();
+    let take = |k: usize| {
+        slots
+            .get(k)
+            .and_then(|m| m.lock().ok().and_then(|mut j| j.take()))
+    };
     std::thread::scope(|sc| {
-        let handles: Vec<_> = stretches
-            .iter()
-            .skip(1)
-            .map(|&(from, part)| {
+        let take = &take;
+        let handles: Vec<_> = (1..slots.len())
+            .map(|k| {
                 std::thread::Builder::new()
                     .name("mdmaudit-audit".into())
-                    .spawn_scoped(sc, move || f(from, part))
-                    .map_err(|_| (from, part))
+                    .spawn_scoped(sc, move || take(k).map(f))
+                    .ok()
             })
             .collect();
-        let mut out = Vec::with_capacity(stretches.len());
-        if let Some(&(from, part)) = stretches.first() {
-            out.push(f(from, part));
+        let mut out = Vec::with_capacity(slots.len());
+        out.push(take(0).map(f));
+        for (k, h) in (1..).zip(handles) {
+            let done = match h.map(|h| h.join()) {
+                Some(Ok(r)) => r,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => None,
+            };
+            out.push(done.or_else(|| take(k).map(f)));
         }
-        for h in handles {
-            match h {
-                Ok(h) => match h.join() {
-                    Ok(r) => out.push(r),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                Err((from, part)) => out.push(f(from, part)),
-            }
-        }
-        out
+        out.into_iter().flatten().collect()
     })
 }
 
@@ -941,8 +949,7 @@ fn match_all(
             .map(|r| cache.audited(r, ctx.site, ctx.selected))
             .collect();
     }
-    let parts = threads.min(n / MATCH_PER_THREAD).max(1);
-    let part = n.div_ceil(parts).max(1);
+    let size = stretch(n, threads, MATCH_PER_THREAD);
     // The records are moved out one by one below: their vector must not drop them.
     let mut records = std::mem::ManuallyDrop::new(records);
     let src = RecordsPtr(records.as_mut_ptr());
@@ -971,35 +978,8 @@ fn match_all(
             d.write(cache.audited(r, ctx.site, ctx.selected));
         }
     };
-    // One job per stretch, taken once: by its thread, or by this one when that thread
-    // could not be started or has not started yet (this thread takes what is left).
-    let jobs: Vec<std::sync::Mutex<Option<Job<'_>>>> = spare
-        .chunks_mut(part)
-        .zip(order.chunks(part))
-        .map(|job| std::sync::Mutex::new(Some(job)))
-        .collect();
-    let take = |k: usize| {
-        jobs.get(k)
-            .and_then(|m| m.lock().ok().and_then(|mut j| j.take()))
-    };
-    std::thread::scope(|sc| {
-        for k in 1..jobs.len() {
-            let (run, take) = (&run, &take);
-            let started = std::thread::Builder::new()
-                .name("mdmaudit-match".into())
-                .spawn_scoped(sc, move || {
-                    if let Some((dst, idx)) = take(k) {
-                        run(dst, idx);
-                    }
-                });
-            drop(started);
-        }
-        for k in 0..jobs.len() {
-            if let Some((dst, idx)) = take(k) {
-                run(dst, idx);
-            }
-        }
-    });
+    let jobs: Vec<Job<'_>> = spare.chunks_mut(size).zip(order.chunks(size)).collect();
+    in_parts(jobs, &|(dst, idx)| run(dst, idx));
     // SAFETY: the chunks of `spare` cover its n slots and every thread wrote each
     // slot of its chunk (a panic would have unwound past here, leaking, never
     // exposing an unwritten slot).
