@@ -2,15 +2,19 @@
 //! handed to the flow table shard that owns its flow; every frame and every problem
 //! counted.
 //!
-//! Threads (SPEC section 8): with `threads > 1` the calling thread reads and hands
-//! each chunk, whole and shared, to every worker over bounded channels (a slow worker
-//! blocks the reader: back-pressure, nothing dropped). The reader marks each frame
-//! with the worker that owns its flow (a symmetric hash of the addresses and ports,
-//! `flow::sym_hash`); every worker walks the chunk's frames in file order, keeps
-//! the packet clock from all of them and decodes only its own; DNS answers are
-//! learned by all workers, so names do not depend on the number of threads. Handing
-//! over a chunk of about a thousand frames costs one channel message instead of a
-//! thousand. With `threads == 1` there are no threads and no channels at all.
+//! Threads (SPEC section 8): `threads` workers each own a shard of the flow table
+//! (a symmetric hash of the addresses and ports, `flow::sym_hash`, so both
+//! directions of a flow meet in one shard). There is no reader thread: the inputs
+//! are cut into chunks of about a thousand frames, and a worker that finds fewer than
+//! a few chunks framed ahead of it frames the next one itself (one worker at a time,
+//! in file order), marking each frame with the worker that owns its flow. Framing
+//! thus goes to whichever worker is ahead, and the threads never outnumber the cores
+//! asked for (a reader thread beside two workers was slower on two cores). Every
+//! worker walks every chunk in file order, keeps the packet clock from all frames and
+//! decodes only its own; DNS answers are learned by all workers, so names do not
+//! depend on the number of threads. A worker more than a ring's depth of chunks
+//! ahead of the slowest waits for it (back-pressure, nothing dropped). The calling
+//! thread is worker 0; with `threads == 1` it is the only one.
 //! A chunk of a regular file is a stretch of a mapped window of the file
 //! ([`crate::mapped`]): it holds the window, not a copy of its bytes.
 //!
@@ -379,48 +383,265 @@ fn account(cap: &mut CaptureStats, summary: &mut InputSummary, chunk: &Chunk) {
 }
 
 /// Read every input in order; flows continue across files.
-pub fn run(inputs: Vec<Input>, cfg: EngineConfig, mut progress: Option<Progress<'_>>) -> RunResult {
+pub fn run(inputs: Vec<Input>, cfg: EngineConfig, progress: Option<Progress<'_>>) -> RunResult {
     let threads = cfg.threads.max(1);
-    let mut cap = CaptureStats::default();
-    let mut summaries = Vec::new();
     let owners: Vec<Option<u64>> = inputs.iter().map(Input::map_owner).collect();
-    let workers: Vec<Worker> = if threads == 1 {
-        let mut w = Worker::new(0, 1, cfg.flow.clone(), cfg.max_records);
-        let mut chunk = Chunk::default();
-        for (idx, mut input) in inputs.into_iter().enumerate() {
-            let mut summary = new_summary(&input);
-            let mut frames = 0u64;
-            loop {
-                let fill = input.fill(&mut chunk, &mut frames);
-                account(&mut cap, &mut summary, &chunk);
-                w.chunk(&chunk);
-                if let Some(p) = progress.as_mut() {
-                    p(idx, summary.packets);
-                }
-                match fill {
-                    Fill::More => {}
-                    Fill::End => break,
-                    Fill::Damaged(d) => {
-                        summary.damage = Some(d);
-                        break;
-                    }
-                }
-            }
-            summaries.push(summary);
-        }
-        vec![w.finish()]
-    } else {
-        run_threaded(
-            inputs,
-            &cfg,
-            threads,
-            &mut cap,
-            &mut summaries,
-            &mut progress,
-        )
-    };
+    let (workers, cap, mut summaries) = run_workers(inputs, &cfg, threads, progress);
     late_faults(&mut summaries, &owners);
     merge(workers, cap, summaries)
+}
+
+/// The reading side of an offline run: the inputs in order, the one being read, and
+/// what the reader counted of them. Whichever worker frames the next chunk holds it.
+struct Feed {
+    inputs: std::vec::IntoIter<Input>,
+    /// The input being read, its summary so far and its frames read.
+    current: Option<(Input, InputSummary, u64)>,
+    cap: CaptureStats,
+    summaries: Vec<InputSummary>,
+    shards: usize,
+}
+
+impl Feed {
+    /// Fill `chunk` with the next records of the inputs (never an empty chunk);
+    /// false once every input has ended.
+    fn next(&mut self, chunk: &mut Chunk) -> bool {
+        loop {
+            let Some((input, summary, frames)) = self.current.as_mut() else {
+                let Some(input) = self.inputs.next() else {
+                    return false;
+                };
+                let summary = new_summary(&input);
+                self.current = Some((input, summary, 0));
+                continue;
+            };
+            let fill = input.fill(chunk, frames);
+            account(&mut self.cap, summary, chunk);
+            let ended = match fill {
+                Fill::More => false,
+                Fill::End => true,
+                Fill::Damaged(d) => {
+                    summary.damage = Some(d);
+                    true
+                }
+            };
+            if ended {
+                if let Some((_, summary, _)) = self.current.take() {
+                    self.summaries.push(summary);
+                }
+            }
+            if !chunk.records.is_empty() {
+                if self.shards > 1 {
+                    assign_shards(chunk, self.shards);
+                }
+                return true;
+            }
+        }
+    }
+}
+
+/// Chunks framed and not yet passed by every worker, shared by the workers of an
+/// offline run. There is no reader thread: a worker that finds too few chunks ahead
+/// of it frames the next one itself (one at a time, in file order), so the framing
+/// goes to whichever worker is ahead and the threads are never more than the cores
+/// asked for. Every worker then walks every chunk in order (see [`Worker::chunk`]).
+struct Ring {
+    /// Published chunks, the oldest first; `first` is the number of the oldest.
+    chunks: std::collections::VecDeque<Arc<Chunk>>,
+    first: u64,
+    /// Per worker: the number of the next chunk it will walk.
+    pos: Vec<u64>,
+    /// A worker is framing a chunk now.
+    framing: bool,
+    /// Every input has ended (no chunk will be published any more).
+    ended: bool,
+    /// A worker died (a bug: input cannot make one panic); the others stop.
+    failed: bool,
+    /// Workers waiting on the condition variable.
+    waiting: usize,
+    /// Retired chunks, kept for their buffers' capacity.
+    spare: Vec<Chunk>,
+}
+
+impl Ring {
+    fn end(&self) -> u64 {
+        self.first + self.chunks.len() as u64
+    }
+
+    fn slowest(&self) -> u64 {
+        self.pos.iter().copied().min().unwrap_or(0)
+    }
+}
+
+/// Chunks a worker frames ahead of the one it walks next.
+const FRAME_AHEAD: u64 = 3;
+
+/// Marks the ring failed if a worker thread unwinds, so that the others do not wait
+/// for it for ever.
+struct FailGuard<'a> {
+    ring: &'a std::sync::Mutex<Ring>,
+    cv: &'a std::sync::Condvar,
+}
+
+impl Drop for FailGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut g = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            g.failed = true;
+            drop(g);
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// Run `threads` workers over the inputs: the calling thread is worker 0 (and the
+/// only one with `threads == 1`); the others are scoped threads.
+fn run_workers(
+    inputs: Vec<Input>,
+    cfg: &EngineConfig,
+    threads: usize,
+    mut progress: Option<Progress<'_>>,
+) -> (Vec<Worker>, CaptureStats, Vec<InputSummary>) {
+    let feed = std::sync::Mutex::new(Feed {
+        inputs: inputs.into_iter(),
+        current: None,
+        cap: CaptureStats::default(),
+        summaries: Vec::new(),
+        shards: threads,
+    });
+    let ring = std::sync::Mutex::new(Ring {
+        chunks: std::collections::VecDeque::new(),
+        first: 0,
+        pos: vec![0; threads],
+        framing: false,
+        ended: false,
+        failed: false,
+        waiting: 0,
+        spare: Vec::new(),
+    });
+    let cv = std::sync::Condvar::new();
+    let depth = (threads * CHANNEL_CHUNKS + 2) as u64;
+    let ahead = if threads == 1 { 1 } else { FRAME_AHEAD };
+    let new_worker = |i: usize| {
+        let mut fcfg = cfg.flow.clone();
+        if threads > 1 {
+            // The flow cap is shared out between the shards.
+            fcfg.max_flows = (fcfg.max_flows / threads).max(1);
+            fcfg.max_hello_bytes /= threads;
+            fcfg.max_dns_entries = fcfg.max_dns_entries.max(1);
+        }
+        Worker::new(i, threads, fcfg, (cfg.max_records / threads).max(1))
+    };
+    let drive = |me: usize, w: &mut Worker, progress: &mut Option<Progress<'_>>| {
+        let lock = || ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut want = 0u64;
+        let mut g = lock();
+        loop {
+            if g.failed {
+                break;
+            }
+            let end = g.end();
+            if !g.framing && !g.ended && end < want + ahead && end < g.slowest() + depth {
+                g.framing = true;
+                let mut chunk = g.spare.pop().unwrap_or_default();
+                drop(g);
+                let more = feed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next(&mut chunk);
+                g = lock();
+                g.framing = false;
+                if more {
+                    g.chunks.push_back(Arc::new(chunk));
+                } else {
+                    g.ended = true;
+                }
+                if g.waiting > 0 {
+                    cv.notify_all();
+                }
+                continue;
+            }
+            if want < end {
+                let Some(c) = g.chunks.get((want - g.first) as usize).map(Arc::clone) else {
+                    break;
+                };
+                drop(g);
+                w.chunk(&c);
+                if let Some(p) = progress.as_mut() {
+                    p(c.file as usize, c.records.last().map_or(0, |r| r.frame));
+                }
+                drop(c);
+                g = lock();
+                want += 1;
+                if let Some(p) = g.pos.get_mut(me) {
+                    *p = want;
+                }
+                // Retire the chunks every worker has walked.
+                let slowest = g.slowest();
+                let mut retired = false;
+                while g.first < slowest {
+                    let Some(arc) = g.chunks.pop_front() else {
+                        break;
+                    };
+                    g.first += 1;
+                    retired = true;
+                    if let Ok(mut c) = Arc::try_unwrap(arc) {
+                        c.reset(0);
+                        g.spare.push(c);
+                    }
+                }
+                if retired && g.waiting > 0 {
+                    cv.notify_all();
+                }
+                continue;
+            }
+            if g.ended {
+                break;
+            }
+            g.waiting += 1;
+            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.waiting -= 1;
+        }
+    };
+    let mut workers = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads)
+            .map(|i| {
+                let (drive, new_worker, ring, cv) = (&drive, &new_worker, &ring, &cv);
+                std::thread::Builder::new()
+                    .name(format!("mdmaudit-worker-{i}"))
+                    .spawn_scoped(s, move || {
+                        let _guard = FailGuard { ring, cv };
+                        let mut w = new_worker(i);
+                        drive(i, &mut w, &mut None);
+                        w.finish()
+                    })
+                    .expect("spawn a worker thread")
+            })
+            .collect();
+        let mut w0 = new_worker(0);
+        {
+            let _guard = FailGuard {
+                ring: &ring,
+                cv: &cv,
+            };
+            drive(0, &mut w0, &mut progress);
+        }
+        let mut all = vec![w0.finish()];
+        all.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("worker thread")),
+        );
+        all
+    });
+    workers.sort_by_key(|w| w.index);
+    let feed = feed.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut summaries = feed.summaries;
+    if let Some((_, summary, _)) = feed.current {
+        // Reading stopped early (a worker died): what was read is still reported.
+        summaries.push(summary);
+    }
+    (workers, feed.cap, summaries)
 }
 
 /// A page of a mapped input that went missing under a worker only (after the reader
@@ -500,92 +721,6 @@ fn new_summary(input: &Input) -> InputSummary {
 
 /// Chunks in flight per worker before the reader blocks.
 const CHANNEL_CHUNKS: usize = 4;
-
-fn run_threaded(
-    inputs: Vec<Input>,
-    cfg: &EngineConfig,
-    threads: usize,
-    cap: &mut CaptureStats,
-    summaries: &mut Vec<InputSummary>,
-    progress: &mut Option<Progress<'_>>,
-) -> Vec<Worker> {
-    let mut senders = Vec::with_capacity(threads);
-    let mut handles = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let (tx, rx) = crossbeam_channel::bounded::<Arc<Chunk>>(CHANNEL_CHUNKS);
-        senders.push(tx);
-        // The flow cap is shared out between the shards.
-        let mut fcfg = cfg.flow.clone();
-        fcfg.max_flows = (fcfg.max_flows / threads).max(1);
-        fcfg.max_hello_bytes /= threads;
-        fcfg.max_dns_entries = fcfg.max_dns_entries.max(1);
-        let max_records = (cfg.max_records / threads).max(1);
-        let h = std::thread::Builder::new()
-            .name(format!("mdmaudit-worker-{i}"))
-            .spawn(move || {
-                let mut w = Worker::new(i, threads, fcfg, max_records);
-                for chunk in rx.iter() {
-                    w.chunk(&chunk);
-                }
-                w.finish()
-            })
-            .expect("spawn a worker thread");
-        handles.push(h);
-    }
-    // Chunks come back for reuse once every worker has dropped them.
-    let mut pool: std::collections::VecDeque<Arc<Chunk>> = std::collections::VecDeque::new();
-    let pool_cap = threads * (CHANNEL_CHUNKS + 2) + 2;
-    let next_chunk = |pool: &mut std::collections::VecDeque<Arc<Chunk>>| -> Chunk {
-        if let Some(pos) = pool.iter().position(|c| Arc::strong_count(c) == 1) {
-            if let Some(arc) = pool.remove(pos) {
-                if let Ok(c) = Arc::try_unwrap(arc) {
-                    return c;
-                }
-            }
-        }
-        Chunk::default()
-    };
-    'inputs: for (idx, mut input) in inputs.into_iter().enumerate() {
-        let mut summary = new_summary(&input);
-        let mut frames = 0u64;
-        loop {
-            let mut chunk = next_chunk(&mut pool);
-            let fill = input.fill(&mut chunk, &mut frames);
-            account(cap, &mut summary, &chunk);
-            if let Some(p) = progress.as_mut() {
-                p(idx, summary.packets);
-            }
-            if !chunk.records.is_empty() {
-                assign_shards(&mut chunk, threads);
-                let arc = Arc::new(chunk);
-                for tx in senders.iter() {
-                    if tx.send(Arc::clone(&arc)).is_err() {
-                        // A worker died (it cannot panic on input; this is a bug).
-                        summaries.push(summary);
-                        break 'inputs;
-                    }
-                }
-                if pool.len() < pool_cap {
-                    pool.push_back(arc);
-                }
-            }
-            match fill {
-                Fill::More => {}
-                Fill::End => break,
-                Fill::Damaged(d) => {
-                    summary.damage = Some(d);
-                    break;
-                }
-            }
-        }
-        summaries.push(summary);
-    }
-    drop(senders);
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("worker thread"))
-        .collect()
-}
 
 /// A message to a worker of a [`Pipeline`].
 enum WorkerMsg {
