@@ -954,6 +954,7 @@ fn match_all(
     let mut records = std::mem::ManuallyDrop::new(records);
     let src = RecordsPtr(records.as_mut_ptr());
     let mut flows: Vec<AuditedFlow> = Vec::with_capacity(n);
+    crate::prefetch::huge_spare(&mut flows);
     let spare = flows.spare_capacity_mut().get_mut(..n).unwrap_or_default();
     let run = |dst: &mut [std::mem::MaybeUninit<AuditedFlow>], idx: &[usize]| {
         let mut cache = MatchCache::new(ctx.catalog, ctx.ids);

@@ -251,8 +251,13 @@ impl Worker {
 
     fn chunk(&mut self, chunk: &Chunk) {
         let from = self.records.len();
+        let cap = self.records.capacity();
         self.chunk_frames(chunk);
         self.budget.apply(&mut self.records, from);
+        if self.records.capacity() != cap {
+            // The vector grew into a fresh allocation: most of it is still untouched.
+            crate::prefetch::huge_spare(&mut self.records);
+        }
     }
 
     fn chunk_frames(&mut self, chunk: &Chunk) {
@@ -668,6 +673,7 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
     let mut skipped = [0u64; Skip::ALL.len()];
     let mut flow_stats = FlowStats::default();
     let mut records = Vec::new();
+    let total: usize = workers.iter().map(|w| w.records.len()).sum();
     let mut summarized = RecordBudget::new(1);
     for w in workers {
         for (i, n) in w.skipped.iter().enumerate() {
@@ -684,6 +690,11 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
         // The first worker's vector is kept and grown (no copy of its records).
         if records.is_empty() {
             records = w.records;
+            let more = total - records.len();
+            if more > records.capacity() - records.len() {
+                records.reserve_exact(more);
+                crate::prefetch::huge_spare(&mut records);
+            }
         } else {
             records.extend(w.records);
         }
