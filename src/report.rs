@@ -89,18 +89,26 @@ fn findings_block(
     Ok(())
 }
 
-/// Write `blocks` blocks of output in order, block `i` made by `format(i)`, formatting
-/// them on `threads` threads.
+/// Write `blocks` blocks of output in order, block `i` made by `format(i, buf)` into
+/// an empty `buf`, formatting them on `threads` threads.
+///
+/// Buffers are recycled: a formatted block goes back to its formatter once written,
+/// so the run touches a few blocks' worth of fresh memory instead of faulting in
+/// (and zeroing) a new buffer per block, and the block written next is still in
+/// cache when the kernel copies it.
 fn write_blocks(
     out: &mut dyn Write,
     blocks: usize,
     threads: usize,
-    format: &(dyn Fn(usize) -> io::Result<Vec<u8>> + Sync),
+    format: &(dyn Fn(usize, &mut Vec<u8>) -> io::Result<()> + Sync),
 ) -> io::Result<()> {
     let threads = threads.max(1).min(blocks);
     if threads <= 1 {
+        let mut buf = Vec::new();
         for i in 0..blocks {
-            out.write_all(&format(i)?)?;
+            buf.clear();
+            format(i, &mut buf)?;
+            out.write_all(&buf)?;
         }
         return Ok(());
     }
@@ -112,22 +120,30 @@ fn write_blocks(
         let mut queues = Vec::with_capacity(threads);
         for k in 0..threads {
             let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(2);
-            queues.push(rx);
+            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+            queues.push((rx, back_tx));
             sc.spawn(move || {
                 for i in (k..blocks).step_by(threads) {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    buf.clear();
+                    let block = format(i, &mut buf).map(|()| buf);
                     // The writer went away (a write failed): stop.
-                    if tx.send(format(i)).is_err() {
+                    if tx.send(block).is_err() {
                         return;
                     }
                 }
             });
         }
         for i in 0..blocks {
-            let buf = queues
+            let (rx, back) = queues
                 .get(i % threads)
-                .and_then(|q| q.recv().ok())
-                .ok_or_else(|| io::Error::other("a formatting thread failed"))??;
+                .ok_or_else(|| io::Error::other("a formatting thread failed"))?;
+            let buf = rx
+                .recv()
+                .map_err(|_| io::Error::other("a formatting thread failed"))??;
             out.write_all(&buf)?;
+            // A full return queue (or a finished formatter) just drops the buffer.
+            let _ = back.try_send(buf);
         }
         Ok(())
     })
@@ -158,26 +174,23 @@ impl Lists<'_> {
         }
     }
 
-    /// Block `i` of `list`.
-    fn format(&self, list: List, i: usize) -> io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
+    /// Block `i` of `list`, appended to `buf`.
+    fn format(&self, list: List, i: usize, buf: &mut Vec<u8>) -> io::Result<()> {
         match list {
             List::Flows => {
                 let first = i.saturating_mul(FLOWS_PER_BLOCK);
                 let block = self.r.audit.flows.get(first..).unwrap_or_default();
                 let block = block.get(..FLOWS_PER_BLOCK).unwrap_or(block);
-                flows_block(&mut buf, first, block, self.files, self.sep, self.end);
+                flows_block(buf, first, block, self.files, self.sep, self.end);
             }
             List::Findings => {
                 let first = i.saturating_mul(FINDINGS_PER_BLOCK);
                 let block = self.r.audit.findings.get(first..).unwrap_or_default();
                 let block = block.get(..FINDINGS_PER_BLOCK).unwrap_or(block);
-                findings_block(
-                    &mut buf, first, block, self.r, self.files, self.sep, self.end,
-                )?;
+                findings_block(buf, first, block, self.r, self.files, self.sep, self.end)?;
             }
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Write `order`'s lists, `between[k]` after list k, formatting every block on
@@ -191,15 +204,17 @@ impl Lists<'_> {
     ) -> io::Result<()> {
         let [a, b] = order;
         let (na, nb) = (self.blocks(a), self.blocks(b));
-        let format = |i: usize| -> io::Result<Vec<u8>> {
+        let format = |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
             if i < na {
-                self.format(a, i)
+                self.format(a, i, buf)
             } else if i == na {
-                Ok(between[0].to_vec())
+                buf.extend_from_slice(between[0]);
+                Ok(())
             } else if i <= na.saturating_add(nb) {
-                self.format(b, i.saturating_sub(na).saturating_sub(1))
+                self.format(b, i.saturating_sub(na).saturating_sub(1), buf)
             } else {
-                Ok(between[1].to_vec())
+                buf.extend_from_slice(between[1]);
+                Ok(())
             }
         };
         write_blocks(
