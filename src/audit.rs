@@ -729,11 +729,6 @@ pub fn audit(
     }
 }
 
-/// The order of `records` by first frame, as `sort_unstable_by_key` would sort them:
-/// None when they are in that order already. When every first frame is distinct (the
-/// normal case) the order is unique, and sorting small keys then moving each record
-/// once is much cheaper than moving records around in the sort; with duplicate first
-/// frames, `records` are sorted in place (and None returned).
 /// A finding's group: requirement index, verdict, device.
 type GroupKey = (usize, Verdict, IpAddr);
 
@@ -999,6 +994,11 @@ struct RecordsPtr(*mut FlowRecord);
 // SAFETY: each record is read (moved out) by exactly one thread; FlowRecord is Send.
 unsafe impl Sync for RecordsPtr {}
 
+/// The order of `records` by first frame, as `sort_unstable_by_key` would sort them:
+/// None when they are in that order already. When every first frame is distinct (the
+/// normal case) the order is unique, and sorting small keys then moving each record
+/// once is much cheaper than moving records around in the sort; with duplicate first
+/// frames, `records` are sorted in place (and None returned).
 fn first_frame_order(records: &mut [FlowRecord]) -> Option<Vec<usize>> {
     if records.is_sorted_by_key(|r| r.first_frame) {
         return None;

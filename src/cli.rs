@@ -64,11 +64,13 @@ pub enum FailOn {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReaderArg {
-    /// mdmaudit's own pcap/pcapng reader: a regular file through mapped windows,
-    /// standard input and pipes through read(2).
+    /// mdmaudit's own pcap/pcapng reader, through read(2) in 1 MiB chunks: regular
+    /// files, standard input and pipes alike ("read" is accepted too).
+    #[value(alias = "read")]
     Fast,
-    /// The same reader through read(2) even for a regular file (for comparison).
-    Read,
+    /// The same reader, a regular file through 16 MiB mapped windows instead (no
+    /// copy, but slower than read(2) on the machines measured; see benches/README.md).
+    Mapped,
     /// libpcap, one packet at a time (slower; for comparison).
     Libpcap,
 }
@@ -377,7 +379,7 @@ fn run_audit(a: AuditArgs) -> i32 {
     // Open every input before reading any: an unreadable one stops the run at once.
     let kind = match a.reader {
         ReaderArg::Fast => ReaderKind::Fast,
-        ReaderArg::Read => ReaderKind::Read,
+        ReaderArg::Mapped => ReaderKind::Mapped,
         ReaderArg::Libpcap => ReaderKind::Libpcap,
     };
     let mut inputs = Vec::new();

@@ -1,8 +1,8 @@
 //! "Nothing in a capture can crash it": file framing, as libpcap itself reports it.
 //!
 //! One table of damaged and unusual files, each built from a real small capture of
-//! `pcaps/` (pcap and pcapng), and one test that runs every case through both readers
-//! (`--reader fast`, the default, and `--reader libpcap`). Each case gives the exit
+//! `pcaps/` (pcap and pcapng), and one test that runs every case through every reader
+//! (`--reader fast`, the default, `--reader mapped` and `--reader libpcap`). Each case gives the exit
 //! status of SPEC section 6 (0 read completely, 2 unreadable, 3 damaged part-way), a
 //! message naming the file, the byte offset where reading stopped and libpcap's own
 //! reason; where packets were read, the JSON report's packet count equals what libpcap
@@ -646,7 +646,7 @@ fn every_framing_case_gives_libpcaps_status_message_and_packet_count() {
         let file = path.to_str().expect("utf-8 path");
         let libpcap = libpcap_reads(&path);
         let mut outs = Vec::new();
-        for reader in ["fast", "libpcap"] {
+        for reader in ["fast", "mapped", "libpcap"] {
             let out = run(&["audit", file, "--format", "json", "--reader", reader]);
             let before = bad.len();
             check_run(case, &built, file, &libpcap, &out, &mut bad);
@@ -655,19 +655,21 @@ fn every_framing_case_gives_libpcaps_status_message_and_packet_count() {
             }
             outs.push(out);
         }
-        // Both readers give the same report, message and status.
-        if outs[0].stdout != outs[1].stdout
-            || outs[0].stderr != outs[1].stderr
-            || outs[0].status.code() != outs[1].status.code()
-        {
-            bad.push(format!(
-                "{}: the readers differ:\n  fast:    {:?} {}\n  libpcap: {:?} {}",
-                case.name,
-                outs[0].status.code(),
-                String::from_utf8_lossy(&outs[0].stderr).trim(),
-                outs[1].status.code(),
-                String::from_utf8_lossy(&outs[1].stderr).trim()
-            ));
+        // Every reader gives the same report, message and status.
+        for (name, other) in ["mapped", "libpcap"].iter().zip(outs.iter().skip(1)) {
+            if outs[0].stdout != other.stdout
+                || outs[0].stderr != other.stderr
+                || outs[0].status.code() != other.status.code()
+            {
+                bad.push(format!(
+                    "{}: the readers differ:\n  fast:    {:?} {}\n  {name}: {:?} {}",
+                    case.name,
+                    outs[0].status.code(),
+                    String::from_utf8_lossy(&outs[0].stderr).trim(),
+                    other.status.code(),
+                    String::from_utf8_lossy(&other.stderr).trim()
+                ));
+            }
         }
     }
     assert!(
