@@ -8,11 +8,10 @@
 //! stops after the same packet with the same reason whichever reader reads it. Where
 //! libpcap refuses a valid file for a limitation of its API (pcapng interfaces with
 //! different link types or snapshot lengths, sections with another byte order), this
-//! reader reads on. It produces [`Chunk`]s: a stretch of file bytes (a slice of a
-//! mapped window of a regular file, or a buffer filled by read(2) from standard input
-//! or a pipe) and the records found in it, which the pipeline can hand whole to worker
-//! threads. It never decodes
-//! packet contents. A file that stops part-way yields the records before the damage
+//! reader reads on. It produces [`Chunk`]s: a stretch of file bytes (a buffer filled
+//! by read(2), the engine's default for every input, or a slice of a mapped window of
+//! a regular file, see [`FileReader::open`]) and the records found in it, which the
+//! pipeline can hand whole to worker threads. It never decodes packet contents. A file that stops part-way yields the records before the damage
 //! and a [`Damage`] in libpcap's words, with the byte offset where libpcap's read of
 //! the next packet began (the end of the last packet read).
 
@@ -488,7 +487,8 @@ impl FileReader {
     }
 
     /// [`FileReader::open`], with `map: false` to read even a regular file with
-    /// read(2) (for comparison: both ways give the same records).
+    /// read(2), as the engine does by default (`--reader fast`; both ways give the
+    /// same records).
     pub fn open_with(path: &str, file_index: u32, map: bool) -> Result<FileReader, OpenError> {
         let err = |reason: String| OpenError {
             file: path.to_string(),
