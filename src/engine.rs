@@ -756,7 +756,7 @@ struct WorkerNews {
 
 /// The incremental form of [`run`], for live capture: chunks are pushed as they
 /// arrive, finished flow records are polled as they leave the flow tables, and
-/// [`Pipeline::finish`] ends the open flows. The same [`Worker`]s and sharding as
+/// [`Pipeline::finish`] ends the open flows. The same `Worker`s and sharding as
 /// `run`, always on worker threads (one at least), so the caller's thread never
 /// decodes.
 ///
