@@ -1,9 +1,10 @@
 //! Live capture (`mdmaudit live -i IFACE ...`, SPEC section 7): one named capture
 //! thread per interface feeds the same decode/flow workers as the offline run
-//! ([`crate::engine::Pipeline`]); a status view on a terminal or NDJSON events as they happen;
-//! drop accounting from libpcap and from our own queue; a ring of pcapng files; and on
-//! SIGINT/SIGTERM (or `--duration`, `--packets`) the open flows are finished and the
-//! final report is written in the formats of `audit`, with the same exit status rules.
+//! ([`crate::engine::Pipeline`]); a status view on a terminal or NDJSON events as they
+//! happen; drop accounting from libpcap and from our own queue; a ring of pcapng files;
+//! and on SIGINT/SIGTERM (or `--duration`, `--packets`) the open flows are finished and
+//! the final report is written in the formats of `audit`, with the same exit status
+//! rules.
 //!
 //! Threads: a capture thread never waits on the pipeline. It hands chunks to the
 //! aggregator (the calling thread) with `try_send` over a bounded channel and counts

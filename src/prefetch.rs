@@ -1,7 +1,9 @@
 //! Hints to the cache: ask for memory a little before it is needed, where the
 //! hardware cannot guess the next address (the next record header of a capture, the
 //! next flow record of the audit in first-frame order). Each is a hint only: it never
-//! faults and reads nothing into the program.
+//! faults and reads nothing into the program. Also the one hint to the kernel of the
+//! same kind: transparent huge pages for large vectors about to be filled
+//! ([`huge_spare`]).
 
 /// Ask for the cache line at the start of `bytes` (a hint; nothing is read).
 #[inline(always)]

@@ -11,9 +11,10 @@
 //! reader reads on. It produces [`Chunk`]s: a stretch of file bytes (a buffer filled
 //! by read(2), the engine's default for every input, or a slice of a mapped window of
 //! a regular file, see [`FileReader::open`]) and the records found in it, which the
-//! pipeline can hand whole to worker threads. It never decodes packet contents. A file that stops part-way yields the records before the damage
-//! and a [`Damage`] in libpcap's words, with the byte offset where libpcap's read of
-//! the next packet began (the end of the last packet read).
+//! pipeline can hand whole to worker threads. It never decodes packet contents. A
+//! file that stops part-way yields the records before the damage and a [`Damage`] in
+//! libpcap's words, with the byte offset where libpcap's read of the next packet
+//! began (the end of the last packet read).
 
 use crate::capture::{Damage, OpenError};
 use crate::mapped::{self, Window};

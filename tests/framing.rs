@@ -2,11 +2,12 @@
 //!
 //! One table of damaged and unusual files, each built from a real small capture of
 //! `pcaps/` (pcap and pcapng), and one test that runs every case through every reader
-//! (`--reader fast`, the default, `--reader mapped` and `--reader libpcap`). Each case gives the exit
-//! status of SPEC section 6 (0 read completely, 2 unreadable, 3 damaged part-way), a
-//! message naming the file, the byte offset where reading stopped and libpcap's own
-//! reason; where packets were read, the JSON report's packet count equals what libpcap
-//! reads before it stops, counted here through the `pcap` crate, not written down.
+//! (`--reader fast`, the default, `--reader mapped` and `--reader libpcap`). Each case
+//! gives the exit status of SPEC section 6 (0 read completely, 2 unreadable, 3 damaged
+//! part-way), a message naming the file, the byte offset where reading stopped and
+//! libpcap's own reason; where packets were read, the JSON report's packet count equals
+//! what libpcap reads before it stops, counted here through the `pcap` crate, not
+//! written down.
 
 mod common;
 
