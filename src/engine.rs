@@ -30,6 +30,7 @@ use crate::capture::{linktype_name, Damage, FileSource, OpenError, PacketSource}
 use crate::decode::{self, linktype, Skip};
 use crate::flow::{self, FlowConfig, FlowRecord, FlowStats, FlowTable, FrameRef, PacketCtx};
 use crate::model::Nanos;
+use crate::readahead::ReadAhead;
 use crate::reader::{Chunk, FileReader, Fill, Record, CHUNK_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -165,6 +166,14 @@ impl Input {
     fn map_owner(&self) -> Option<u64> {
         match self {
             Input::Fast(r) => r.map_owner(),
+            Input::Libpcap { .. } => None,
+        }
+    }
+
+    /// The blocks of the input that any worker may read ahead, if it is read so.
+    fn read_ahead(&self) -> Option<Arc<ReadAhead>> {
+        match self {
+            Input::Fast(r) => r.read_ahead(),
             Input::Libpcap { .. } => None,
         }
     }
@@ -471,6 +480,9 @@ struct Ring {
     waiting: usize,
     /// Retired chunks, kept for their buffers' capacity.
     spare: Vec<Chunk>,
+    /// The blocks of the input being framed, which the workers read ahead of the
+    /// framer when they have a moment ([`ReadAhead::prefetch`]).
+    read_ahead: Option<Arc<ReadAhead>>,
 }
 
 impl Ring {
@@ -528,6 +540,7 @@ fn run_workers(
         failed: false,
         waiting: 0,
         spare: Vec::new(),
+        read_ahead: None,
     });
     let cv = std::sync::Condvar::new();
     let depth = (threads * CHANNEL_CHUNKS + 2) as u64;
@@ -555,12 +568,18 @@ fn run_workers(
                 g.framing = true;
                 let mut chunk = g.spare.pop().unwrap_or_default();
                 drop(g);
-                let more = feed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .next(&mut chunk);
+                let (more, read_ahead) = {
+                    let mut f = feed.lock().unwrap_or_else(|e| e.into_inner());
+                    let more = f.next(&mut chunk);
+                    let ra = match &f.current {
+                        Some((input, _, _)) if threads > 1 => input.read_ahead(),
+                        _ => None,
+                    };
+                    (more, ra)
+                };
                 g = lock();
                 g.framing = false;
+                g.read_ahead = read_ahead;
                 if more {
                     g.chunks.push_back(Arc::new(chunk));
                 } else {
@@ -575,7 +594,13 @@ fn run_workers(
                 let Some(c) = g.chunks.get((want - g.first) as usize).map(Arc::clone) else {
                     break;
                 };
+                let ra = g.read_ahead.clone();
                 drop(g);
+                // Copy a block of the file for the framer first (at most one: the
+                // walk should not wait long for it).
+                if let Some(ra) = ra {
+                    ra.prefetch();
+                }
                 w.chunk(&c);
                 if let Some(p) = progress.as_mut() {
                     p(c.file as usize, c.records.last().map_or(0, |r| r.frame));
@@ -596,7 +621,7 @@ fn run_workers(
                     g.first += 1;
                     retired = true;
                     if let Ok(mut c) = Arc::try_unwrap(arc) {
-                        c.reset(0);
+                        c.recycle(0);
                         g.spare.push(c);
                     }
                 }
@@ -607,6 +632,15 @@ fn run_workers(
             }
             if g.ended {
                 break;
+            }
+            // Nothing to walk and another worker frames: read ahead for it.
+            if let Some(ra) = g.read_ahead.clone() {
+                drop(g);
+                let did = ra.prefetch();
+                g = lock();
+                if did {
+                    continue;
+                }
             }
             g.waiting += 1;
             g = cv.wait(g).unwrap_or_else(|e| e.into_inner());

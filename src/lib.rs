@@ -25,7 +25,7 @@ macro_rules! panic_free {
     };
 }
 
-panic_free!(audit, budget, decode, dns, flow, http, quic, reader, tls);
+panic_free!(audit, budget, decode, dns, flow, http, quic, readahead, reader, tls);
 
 pub mod capture;
 pub mod catalog;

@@ -326,6 +326,7 @@ fn capture_loop(
         records: Vec::with_capacity(CHUNK_PACKETS),
         file: index,
         window: None,
+        start: 0,
     };
     let mut chunk = new_chunk();
     let mut started = Instant::now();

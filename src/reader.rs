@@ -19,6 +19,7 @@
 use crate::capture::{Damage, OpenError};
 use crate::mapped::{self, Window};
 use crate::model::Nanos;
+use crate::readahead::{ReadAhead, BLOCK_BYTES, HEADROOM};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -80,18 +81,24 @@ pub struct Chunk {
     /// The bytes, when they are in a mapped window of the file: the window, and the
     /// offset and length of the chunk's bytes in it. Takes precedence over `data`.
     pub window: Option<(Arc<Window>, usize, usize)>,
+    /// Where the chunk's bytes start in `data` (a block read ahead keeps room in
+    /// front of its bytes, see [`crate::readahead`]).
+    pub start: usize,
 }
 
 impl Chunk {
     /// The chunk's bytes, which the records' offsets index.
     #[inline]
     pub fn buf(&self) -> &[u8] {
-        chunk_bytes(&self.window, &self.data)
+        chunk_bytes(&self.window, &self.data, self.start)
     }
 
     /// The chunk's bytes and its records, to change the records while reading them.
     pub fn split(&mut self) -> (&[u8], &mut Vec<Record>) {
-        (chunk_bytes(&self.window, &self.data), &mut self.records)
+        (
+            chunk_bytes(&self.window, &self.data, self.start),
+            &mut self.records,
+        )
     }
 
     /// The captured bytes of `r`.
@@ -102,18 +109,29 @@ impl Chunk {
 
     /// Empty the chunk for `file`, keeping its buffers' capacity.
     pub fn reset(&mut self, file: u32) {
-        self.records.clear();
         self.data.clear();
+        self.recycle(file);
+    }
+
+    /// [`Chunk::reset`], but `data` keeps its length: a buffer that held a block read
+    /// ahead is read into again without being zeroed first.
+    pub fn recycle(&mut self, file: u32) {
+        self.records.clear();
         self.window = None;
+        self.start = 0;
         self.file = file;
     }
 }
 
 #[inline]
-fn chunk_bytes<'a>(window: &'a Option<(Arc<Window>, usize, usize)>, data: &'a [u8]) -> &'a [u8] {
+fn chunk_bytes<'a>(
+    window: &'a Option<(Arc<Window>, usize, usize)>,
+    data: &'a [u8],
+    start: usize,
+) -> &'a [u8] {
     match window {
         Some((w, at, len)) => w.bytes().get(*at..at.saturating_add(*len)).unwrap_or(&[]),
-        None => data,
+        None => data.get(start..).unwrap_or(&[]),
     }
 }
 
@@ -253,6 +271,9 @@ pub struct FileReader {
     /// Set for a regular file read through mapped windows; `input` and `carry` are
     /// then used for the file header only.
     mapped: Option<MapState>,
+    /// Set for a regular file read with pread(2) in blocks that any thread may read
+    /// ahead ([`crate::readahead`]); `input` is then used for the file header only.
+    blocks: Option<Arc<ReadAhead>>,
 }
 
 /// The mapped reading of a regular file.
@@ -496,6 +517,7 @@ impl FileReader {
             reason,
         };
         let mut map_file = None;
+        let mut block_file = None;
         let input: Box<dyn Read + Send> = if path == "-" {
             Box::new(std::io::stdin())
         } else {
@@ -509,6 +531,8 @@ impl FileReader {
             let f = std::fs::File::open(path).map_err(|e| err(crate::capture::io_reason(&e)))?;
             if map && regular {
                 map_file = f.try_clone().ok();
+            } else if regular {
+                block_file = f.try_clone().ok();
             }
             Box::new(f)
         };
@@ -528,6 +552,7 @@ impl FileReader {
             file_index,
             first_linktype: None,
             mapped: None,
+            blocks: None,
         };
         let mut head = [0u8; 24];
         let n = read_full(&mut *reader.input, &mut head).map_err(|e| err(e.to_string()))?;
@@ -545,6 +570,7 @@ impl FileReader {
                 .extend_from_slice(head.get(..n).unwrap_or_default());
             reader.open_pcapng().map_err(err)?;
             reader.start_mapping(map_file);
+            reader.start_blocks(block_file);
             return Ok(reader);
         }
         let (big_endian, nano, modified) = match magic {
@@ -594,6 +620,7 @@ impl FileReader {
         reader.carry_offset = 24;
         reader.resume = 24;
         reader.start_mapping(map_file);
+        reader.start_blocks(block_file);
         Ok(reader)
     }
 
@@ -629,6 +656,21 @@ impl FileReader {
         self.carry = Vec::new();
         self.eof = false;
         self.mapped = Some(m);
+    }
+
+    /// Read the rest of the file in blocks with pread(2) ([`crate::readahead`]), from
+    /// where the header reading left the file position.
+    fn start_blocks(&mut self, file: Option<std::fs::File>) {
+        if let (Some(file), None) = (file, &self.mapped) {
+            let base = self.carry_offset.saturating_add(self.carry.len() as u64);
+            self.blocks = Some(Arc::new(ReadAhead::new(file, base)));
+        }
+    }
+
+    /// The blocks of the file that other threads may read ahead of [`FileReader::fill`]
+    /// ([`ReadAhead::prefetch`]), when it is read that way.
+    pub fn read_ahead(&self) -> Option<Arc<ReadAhead>> {
+        self.blocks.clone()
     }
 
     /// The owner id of this reader's mapped windows, if it maps the file: the engine
@@ -728,6 +770,19 @@ impl FileReader {
 
     /// Read until `carry` holds at least `want` bytes or the input ends.
     fn fill_carry(&mut self, want: usize) -> std::io::Result<()> {
+        if let Some(ra) = self.blocks.clone() {
+            while self.carry.len() < want && !self.eof {
+                let b = ra.take()?;
+                if b.len < BLOCK_BYTES {
+                    self.eof = true;
+                }
+                let end = HEADROOM.saturating_add(b.len);
+                self.carry
+                    .extend_from_slice(b.buf.get(HEADROOM..end).unwrap_or_default());
+                ra.give_back(b.buf);
+            }
+            return Ok(());
+        }
         while self.carry.len() < want && !self.eof {
             let old = self.carry.len();
             let grow = want.saturating_sub(old).max(CHUNK_BYTES);
@@ -753,6 +808,9 @@ impl FileReader {
 
     /// Fill `chunk` (cleared first) with the next records.
     pub fn fill(&mut self, chunk: &mut Chunk) -> Fill {
+        if let Some(ra) = self.blocks.clone() {
+            return self.fill_blocks(chunk, &ra);
+        }
         chunk.reset(self.file_index);
         if self.mapped.is_some() {
             return self.fill_mapped(chunk);
@@ -798,6 +856,72 @@ impl FileReader {
             // One record larger than a chunk: read more before framing again.
             let want = chunk.data.len().saturating_add(CHUNK_BYTES);
             std::mem::swap(&mut chunk.data, &mut self.carry);
+            if let Err(e) = self.fill_carry(want) {
+                return Fill::Damaged(self.damage(format!("read error: {e}")));
+            }
+        }
+        Fill::More
+    }
+
+    /// [`FileReader::fill`] for a file read in blocks: the chunk is the unframed tail
+    /// of the previous block, then the next block, in the block's own buffer.
+    fn fill_blocks(&mut self, chunk: &mut Chunk, ra: &ReadAhead) -> Fill {
+        // The chunk's buffer keeps its length: it is read into again, unzeroed.
+        chunk.recycle(self.file_index);
+        let base = self.carry_offset;
+        if self.eof {
+            chunk.data.clear();
+            chunk.data.extend_from_slice(&self.carry);
+        } else {
+            let b = match ra.take() {
+                Ok(b) => b,
+                Err(e) => return Fill::Damaged(self.damage(format!("read error: {e}"))),
+            };
+            if b.len < BLOCK_BYTES {
+                self.eof = true;
+            }
+            let mut buf = b.buf;
+            let end = HEADROOM.saturating_add(b.len);
+            let start = HEADROOM.checked_sub(self.carry.len());
+            match start.and_then(|s| buf.get_mut(s..HEADROOM).map(|room| (s, room))) {
+                Some((s, room)) => {
+                    room.copy_from_slice(&self.carry);
+                    buf.truncate(end);
+                    ra.give_back(std::mem::replace(&mut chunk.data, buf));
+                    chunk.start = s;
+                }
+                None => {
+                    // A tail longer than the headroom: copied with the block.
+                    chunk.data.clear();
+                    chunk.data.extend_from_slice(&self.carry);
+                    chunk
+                        .data
+                        .extend_from_slice(buf.get(HEADROOM..end).unwrap_or_default());
+                    ra.give_back(buf);
+                }
+            }
+        }
+        self.carry.clear();
+        let (data, records) = chunk.split();
+        let (consumed, stop) = self.frame(data, self.eof, records, base);
+        if let Some(d) = stop {
+            return Fill::Damaged(d);
+        }
+        // Bytes after the last complete record wait for the next chunk.
+        let rest = data.get(consumed..).unwrap_or_default();
+        self.carry.extend_from_slice(rest);
+        self.carry_offset = base.saturating_add(consumed as u64);
+        if self.eof {
+            if self.carry.is_empty() {
+                return Fill::End;
+            }
+            // Not reached: at the end of the input every byte is framed or reported.
+            self.carry.clear();
+            return Fill::Damaged(self.damage("truncated dump file".into()));
+        }
+        if chunk.records.is_empty() && consumed == 0 {
+            // One record larger than a chunk: read more before framing again.
+            let want = self.carry.len().saturating_add(CHUNK_BYTES);
             if let Err(e) = self.fill_carry(want) {
                 return Fill::Damaged(self.damage(format!("read error: {e}")));
             }
@@ -1207,7 +1331,15 @@ mod tests {
         let mapped = read_with(path, true);
         let read = read_with(path, false);
         let _ = std::fs::remove_file(path);
-        assert_eq!(mapped.0, read.0, "records, mapped vs read(2)");
+        // Offsets are within each reader's own chunks; the bytes are compared below.
+        let unplaced = |rs: &[Record]| -> Vec<Record> {
+            rs.iter().map(|r| Record { off: 0, ..*r }).collect()
+        };
+        assert_eq!(
+            unplaced(&mapped.0),
+            unplaced(&read.0),
+            "records, mapped vs read(2)"
+        );
         assert!(mapped.1 == read.1, "bytes, mapped vs read(2)");
         assert_eq!(mapped.2, read.2, "end, mapped vs read(2)");
         mapped
