@@ -64,8 +64,9 @@ pub enum FailOn {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReaderArg {
-    /// mdmaudit's own pcap/pcapng reader, through read(2) in 1 MiB chunks: regular
-    /// files, standard input and pipes alike ("read" is accepted too).
+    /// mdmaudit's own pcap/pcapng reader, copying 1 MiB at a time: regular files with
+    /// pread(2), the workers reading ahead of the one that frames; standard input and
+    /// pipes with read(2) ("read" is accepted too).
     #[value(alias = "read")]
     Fast,
     /// The same reader, a regular file through 16 MiB mapped windows instead (no

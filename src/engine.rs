@@ -15,8 +15,13 @@
 //! depend on the number of threads. A worker more than a ring's depth of chunks
 //! ahead of the slowest waits for it (back-pressure, nothing dropped). The calling
 //! thread is worker 0; with `threads == 1` it is the only one.
-//! A chunk owns the bytes read(2) gave it (1 MiB, recycled from chunk to chunk);
-//! with `--reader mapped` a chunk of a regular file is instead a stretch of a mapped
+//! A chunk owns the bytes read for it (about 1 MiB, recycled from chunk to chunk).
+//! A regular file is read in fixed 1 MiB blocks with pread(2) ([`crate::readahead`]):
+//! a block's offset does not depend on framing, so the workers copy blocks out of
+//! the page cache ahead of the framer, when they are about to walk a chunk or would
+//! wait, and that copy (the largest single cost of a run) is shared out instead of
+//! falling to the framer. Standard input and pipes are read with read(2) by the
+//! framer. With `--reader mapped` a chunk of a regular file is instead a stretch of a mapped
 //! window of the file ([`crate::mapped`]), holding the window, not a copy. On the
 //! 2-core VMs measured (2026-12-05) the copy was the cheaper of the two: the kernel's
 //! page-table work for the mapping cost more than read(2)'s copy, and the bytes
@@ -129,8 +134,9 @@ impl RunResult {
 /// How capture files are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReaderKind {
-    /// Our chunked pcap/pcapng reader (the default for files), through read(2)
-    /// whatever the input.
+    /// Our chunked pcap/pcapng reader (the default for files), copying the input:
+    /// a regular file in blocks with pread(2) that any worker may read ahead
+    /// ([`crate::readahead`]), other inputs with read(2).
     Fast,
     /// Our reader, regular files through mapped windows (other inputs through
     /// read(2)).

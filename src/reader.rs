@@ -9,7 +9,8 @@
 //! libpcap refuses a valid file for a limitation of its API (pcapng interfaces with
 //! different link types or snapshot lengths, sections with another byte order), this
 //! reader reads on. It produces [`Chunk`]s: a stretch of file bytes (a buffer filled
-//! by read(2), the engine's default for every input, or a slice of a mapped window of
+//! by read(2) or, for a regular file, a block read ahead with pread(2) by any thread
+//! ([`crate::readahead`]) — the engine's default — or a slice of a mapped window of
 //! a regular file, see [`FileReader::open`]) and the records found in it, which the
 //! pipeline can hand whole to worker threads. It never decodes packet contents. A
 //! file that stops part-way yields the records before the damage and a [`Damage`] in
