@@ -339,12 +339,25 @@ pub const OUTSIDE_CATALOG_RULE: &str = "mdmaudit.site.outside_catalog";
 /// Classify `records` (any order) against `catalog`.
 pub fn audit(
     catalog: &Catalog,
-    mut records: Vec<FlowRecord>,
+    records: Vec<FlowRecord>,
     opts: &AuditOptions,
     capture_span: Option<(Nanos, Nanos)>,
 ) -> Audit {
-    let order = first_frame_order(&mut records);
-    let direction = direction_check(&records);
+    audit_parts(catalog, vec![records], opts, capture_span)
+}
+
+/// [`audit`] of records kept in several vectors (one per worker of the run), as if
+/// they were one vector of the parts one after the other; the records are moved
+/// once, into the audit's flows, and never copied into one vector first.
+pub fn audit_parts(
+    catalog: &Catalog,
+    mut parts: Vec<Vec<FlowRecord>>,
+    opts: &AuditOptions,
+    capture_span: Option<(Nanos, Nanos)>,
+) -> Audit {
+    parts.retain(|p| !p.is_empty());
+    let order = first_frame_order(&mut parts);
+    let direction = direction_check(parts.iter().flatten());
     let reqs = &catalog.requirements();
     let site = opts.site.as_deref();
     // Profiles chosen by a person: --profile, else the site file's.
@@ -358,7 +371,8 @@ pub fn audit(
     let ids: Vec<Arc<str>> = reqs.iter().map(|r| Arc::from(r.id.as_str())).collect();
     // 1. Match every flow. Names, addresses and ports repeat massively: each distinct
     // identity is matched once (per thread).
-    let order = order.unwrap_or_else(|| (0..records.len()).collect());
+    let n_records = parts.iter().map(Vec::len).fold(0usize, usize::saturating_add);
+    let order = order.unwrap_or_else(|| (0..n_records).collect());
     let mut flows = match_all(
         &MatchCtx {
             catalog,
@@ -366,7 +380,7 @@ pub fn audit(
             site,
             selected: &selected,
         },
-        records,
+        parts,
         &order,
         opts.threads,
     );
@@ -924,11 +938,11 @@ const MATCH_PER_THREAD: usize = 16_384;
 /// order unrelated to where they lie, which threads share out like the matching.
 fn match_all(
     ctx: &MatchCtx<'_>,
-    records: Vec<FlowRecord>,
+    parts: Vec<Vec<FlowRecord>>,
     order: &[usize],
     threads: usize,
 ) -> Vec<AuditedFlow> {
-    let n = records.len();
+    let n = parts.iter().map(Vec::len).fold(0usize, usize::saturating_add);
     // `order` must name every record once (first_frame_order's is by construction);
     // checked, since the moves below rely on it.
     let mut seen = vec![false; n];
@@ -939,15 +953,30 @@ fn match_all(
     drop(seen);
     if !permutation {
         let mut cache = MatchCache::new(ctx.catalog, ctx.ids);
-        return records
+        return parts
             .into_iter()
+            .flatten()
             .map(|r| cache.audited(r, ctx.site, ctx.selected))
             .collect();
     }
     let size = stretch(n, threads, MATCH_PER_THREAD);
-    // The records are moved out one by one below: their vector must not drop them.
-    let mut records = std::mem::ManuallyDrop::new(records);
-    let src = RecordsPtr(records.as_mut_ptr());
+    // The records are moved out one by one below: their vectors must not drop them.
+    let mut parts: Vec<std::mem::ManuallyDrop<Vec<FlowRecord>>> = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(std::mem::ManuallyDrop::new)
+        .collect();
+    let mut start = 0usize;
+    let src = RecordsPtr(
+        parts
+            .iter_mut()
+            .map(|p| {
+                let s = start;
+                start = start.saturating_add(p.len());
+                (s, p.as_mut_ptr())
+            })
+            .collect(),
+    );
     let mut flows: Vec<AuditedFlow> = Vec::with_capacity(n);
     crate::prefetch::huge_spare(&mut flows);
     let spare = flows.spare_capacity_mut().get_mut(..n).unwrap_or_default();
@@ -960,17 +989,17 @@ fn match_all(
             // (once the record's own line, which holds the pointer, has arrived).
             if let Some(&j) = idx.get(k.wrapping_add(16)) {
                 // SAFETY: j < n (checked permutation); the record is live (not moved yet).
-                crate::prefetch::prefetch_value(unsafe { &*src.0.add(j) });
+                crate::prefetch::prefetch_value(unsafe { &*src.at(j) });
             }
             if let Some(&j) = idx.get(k.wrapping_add(6)) {
                 // SAFETY: as above.
-                let near = unsafe { &*src.0.add(j) };
+                let near = unsafe { &*src.at(j) };
                 crate::prefetch::prefetch(near.name.as_deref().map(str::as_bytes));
             }
             // SAFETY: i < n, and `order` names each index once (checked above), so each
-            // record is read exactly once, by one thread; the vector never drops them
+            // record is read exactly once, by one thread; the vectors never drop them
             // (ManuallyDrop, emptied below).
-            let r = unsafe { std::ptr::read(src.0.add(i)) };
+            let r = unsafe { std::ptr::read(src.at(i)) };
             d.write(cache.audited(r, ctx.site, ctx.selected));
         }
     };
@@ -980,40 +1009,74 @@ fn match_all(
     // slot of its chunk (a panic would have unwound past here, leaking, never
     // exposing an unwritten slot).
     unsafe { flows.set_len(n) };
-    // SAFETY: every record was moved out above; free the vector without dropping them.
-    unsafe { records.set_len(0) };
-    drop(std::mem::ManuallyDrop::into_inner(records));
+    for p in parts.iter_mut() {
+        // SAFETY: every record was moved out above; free the vectors without dropping
+        // them.
+        unsafe { p.set_len(0) };
+    }
+    for p in parts {
+        drop(std::mem::ManuallyDrop::into_inner(p));
+    }
     flows
 }
 
 /// A stretch of [`match_all`]'s result and the records that go there.
 type Job<'a> = (&'a mut [std::mem::MaybeUninit<AuditedFlow>], &'a [usize]);
 
-/// The records' buffer, read by the threads of [`match_all`] at disjoint indexes.
-struct RecordsPtr(*mut FlowRecord);
+/// The records' buffers (non-empty, with the index of their first record in the
+/// numbering of all parts), read by the threads of [`match_all`] at disjoint indexes.
+struct RecordsPtr(Vec<(usize, *mut FlowRecord)>);
 // SAFETY: each record is read (moved out) by exactly one thread; FlowRecord is Send.
 unsafe impl Sync for RecordsPtr {}
 
-/// The order of `records` by first frame, as `sort_unstable_by_key` would sort them:
+impl RecordsPtr {
+    /// Where record `i` of all parts lies.
+    ///
+    /// # Safety
+    /// `i` must be less than the number of records of all parts.
+    unsafe fn at(&self, i: usize) -> *mut FlowRecord {
+        // The last part that starts at or before `i` (parts are few: one per worker).
+        match self.0.iter().rev().find(|(start, _)| *start <= i) {
+            // SAFETY: the part is non-empty and `i` lies in it (the caller's promise,
+            // and the next part starts after `i`).
+            Some(&(start, p)) => unsafe { p.add(i.wrapping_sub(start)) },
+            None => std::ptr::null_mut(),
+        }
+    }
+}
+
+/// The order by first frame of the records of `parts` (numbered as if the parts were
+/// one vector, one part after the other), as `sort_unstable_by_key` would sort them:
 /// None when they are in that order already. When every first frame is distinct (the
 /// normal case) the order is unique, and sorting small keys then moving each record
 /// once is much cheaper than moving records around in the sort; with duplicate first
-/// frames, `records` are sorted in place (and None returned).
-fn first_frame_order(records: &mut [FlowRecord]) -> Option<Vec<usize>> {
-    if records.is_sorted_by_key(|r| r.first_frame) {
+/// frames, the parts are joined into one, sorted in place (and None returned).
+fn first_frame_order(parts: &mut Vec<Vec<FlowRecord>>) -> Option<Vec<usize>> {
+    if parts.iter().flatten().is_sorted_by_key(|r| r.first_frame) {
         return None;
     }
+    let sort_joined = |parts: &mut Vec<Vec<FlowRecord>>| {
+        if parts.len() > 1 {
+            let all: Vec<FlowRecord> = parts.drain(..).flatten().collect();
+            parts.push(all);
+        }
+        if let Some(p) = parts.first_mut() {
+            p.sort_unstable_by_key(|r| r.first_frame);
+        }
+    };
     // One u128 per record: file, frame, index (a flow's first frame is unique in
     // the run, so the index only breaks ties that should not exist). Records arrive
     // in runs (each worker's flows in the order they ended), which the stable sort
     // finds and merges (handshake capture, 200,000 records: 5.7 ms, against 7.4 ms
     // for sorting (FrameRef, usize) tuples unstably).
-    if u32::try_from(records.len()).is_err() {
-        records.sort_unstable_by_key(|r| r.first_frame);
+    let total = parts.iter().map(Vec::len).fold(0usize, usize::saturating_add);
+    if u32::try_from(total).is_err() {
+        sort_joined(parts);
         return None;
     }
-    let mut keys: Vec<u128> = records
+    let mut keys: Vec<u128> = parts
         .iter()
+        .flatten()
         .enumerate()
         .map(|(i, r)| {
             (u128::from(r.first_frame.file) << 96)
@@ -1023,7 +1086,7 @@ fn first_frame_order(records: &mut [FlowRecord]) -> Option<Vec<usize>> {
         .collect();
     keys.sort();
     if keys.windows(2).any(|w| matches!(w, [a, b] if a >> 32 == b >> 32)) {
-        records.sort_unstable_by_key(|r| r.first_frame);
+        sort_joined(parts);
         return None;
     }
     Some(keys.into_iter().map(|k| (k as u32) as usize).collect())
@@ -1523,11 +1586,11 @@ fn make_finding(
     }
 }
 
-fn direction_check(records: &[FlowRecord]) -> DirectionCheck {
+fn direction_check<'a>(records: impl Iterator<Item = &'a FlowRecord>) -> DirectionCheck {
     let mut both = 0usize;
     let mut client_only_answered = 0usize;
     let mut failed = 0usize;
-    for r in records.iter().filter(|r| r.transport == Transport::Tcp) {
+    for r in records.filter(|r| r.transport == Transport::Tcp) {
         let n = weight(r);
         if r.client_packets > 0 && r.server_packets > 0 {
             both = both.saturating_add(n);

@@ -439,9 +439,9 @@ fn run_audit(a: AuditArgs) -> i32 {
         _ => None,
     };
     let mut run = run;
-    let recs = std::mem::take(&mut run.records);
+    let parts = std::mem::take(&mut run.record_parts);
     let t_audit = std::time::Instant::now();
-    let audit = audit::audit(&catalog, recs, &opts, span);
+    let audit = audit::audit_parts(&catalog, parts, &opts, span);
     let t_report = std::time::Instant::now();
     let color = a
         .report

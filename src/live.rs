@@ -911,7 +911,7 @@ pub fn run(a: LiveArgs) -> i32 {
         });
     }
     let mut run = pipeline.finish();
-    let rest = std::mem::take(&mut run.records);
+    let rest = run.take_records();
     st.add(rest);
     if let Some((iface, reason)) = failures.first() {
         if let Some(last) = run.inputs.last_mut() {

@@ -3,7 +3,8 @@
 //! inferred profiles, one-direction captures, address-only ambiguity, determinism.
 
 use mdmaudit::audit::{
-    audit, ActiveProfile, Audit, AuditOptions, Finding, Severity, Verdict, ONE_DIRECTION_RULE,
+    audit, audit_parts, ActiveProfile, Audit, AuditOptions, Finding, Severity, Verdict,
+    ONE_DIRECTION_RULE,
 };
 use mdmaudit::catalog::Catalog;
 use mdmaudit::flow::{EndReason, FlowRecord, FrameRef, IcmpInfo, NameSource, Outcome};
@@ -783,6 +784,49 @@ fn audit_output_does_not_depend_on_record_order() {
     for (n, order) in orders.into_iter().enumerate() {
         let got = serde_json::to_string(&audit(&cat, order, &opts, span)).unwrap();
         assert_eq!(got, expected, "order {n} changed the output");
+    }
+}
+
+/// The records of a run stay in one vector per worker: auditing the parts gives the
+/// audit of the parts joined, however the records are shared out (empty parts, one
+/// part, every record alone) and on one thread or several; also when two records
+/// share a first frame, which the audit orders by sorting them in place.
+#[test]
+fn audit_of_parts_equals_audit_of_the_parts_joined() {
+    let cat = catalog();
+    let span = Some((0, 120 * SEC));
+    let mut base = mixed_records();
+    base.reverse();
+    let mut with_dup = base.clone();
+    with_dup.push(base[3].clone());
+    for records in [base, with_dup] {
+        for threads in [1, 2] {
+            let opts = AuditOptions {
+                threads,
+                ..AuditOptions::default()
+            };
+            let expected =
+                serde_json::to_string(&audit(&cat, records.clone(), &opts, span)).unwrap();
+            let n = records.len();
+            let splits: Vec<Vec<usize>> = vec![
+                vec![],
+                vec![0],
+                vec![n],
+                vec![n / 2],
+                vec![1, 1, n - 1],
+                (1..n).collect(),
+            ];
+            for cuts in splits {
+                let mut parts = Vec::new();
+                let mut from = 0;
+                for &c in cuts.iter().chain(std::iter::once(&n)) {
+                    parts.push(records[from..c].to_vec());
+                    from = c;
+                }
+                let got = serde_json::to_string(&audit_parts(&cat, parts, &opts, span)).unwrap();
+                assert_eq!(got, expected, "cuts {cuts:?}, {threads} thread(s)");
+            }
+        }
     }
 }
 

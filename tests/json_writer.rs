@@ -32,7 +32,7 @@ fn hand_written_flow_json_equals_serde() {
         };
         let mut res = run(vec![input], cfg, None);
         let span = res.capture.first_ts.zip(res.capture.last_ts);
-        let records = std::mem::take(&mut res.records);
+        let records = res.take_records();
         let a = audit(&catalog, records, &AuditOptions::default(), span);
         let files = vec![path.clone()];
         for f in a.flows.iter() {
