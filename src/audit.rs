@@ -346,7 +346,7 @@ pub fn audit(
     audit_parts(catalog, vec![records], opts, capture_span)
 }
 
-/// [`audit`] of records kept in several vectors (one per worker of the run), as if
+/// [`audit`] of records kept in several vectors (the workers' segments), as if
 /// they were one vector of the parts one after the other; the records are moved
 /// once, into the audit's flows, and never copied into one vector first.
 pub fn audit_parts(
@@ -1035,8 +1035,9 @@ impl RecordsPtr {
     /// # Safety
     /// `i` must be less than the number of records of all parts.
     unsafe fn at(&self, i: usize) -> *mut FlowRecord {
-        // The last part that starts at or before `i` (parts are few: one per worker).
-        match self.0.iter().rev().find(|(start, _)| *start <= i) {
+        // The last part that starts at or before `i`.
+        let k = self.0.partition_point(|(start, _)| *start <= i);
+        match self.0.get(k.wrapping_sub(1)) {
             // SAFETY: the part is non-empty and `i` lies in it (the caller's promise,
             // and the next part starts after `i`).
             Some(&(start, p)) => unsafe { p.add(i.wrapping_sub(start)) },

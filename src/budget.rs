@@ -136,7 +136,13 @@ impl RecordBudget {
     /// Apply the bound to `records[from..]`, the records finished since the last call:
     /// those over the budget are removed from `records` and counted.
     pub fn apply(&mut self, records: &mut Vec<FlowRecord>, from: usize) {
-        if records.len() <= self.limit {
+        self.apply_after(records, from, 0);
+    }
+
+    /// [`RecordBudget::apply`] when `before` records are kept elsewhere already (the
+    /// full segments of a worker's records).
+    pub fn apply_after(&mut self, records: &mut Vec<FlowRecord>, from: usize, before: usize) {
+        if before.saturating_add(records.len()) <= self.limit {
             return;
         }
         let hard = self.limit.saturating_mul(2);
@@ -144,7 +150,8 @@ impl RecordBudget {
         let mut i = kept;
         while let Some(r) = records.get(i) {
             let bare = is_bare(r);
-            let keep = kept < self.limit || (kept < hard && !bare);
+            let total = before.saturating_add(kept);
+            let keep = total < self.limit || (total < hard && !bare);
             if keep {
                 // `kept <= i < len`: both indices are in bounds.
                 records.swap(kept, i);
@@ -356,6 +363,42 @@ mod tests {
         v.extend((0..5).map(|k| rec(13 + k, 5228 + k as u16, 0)));
         b.apply(&mut v, from);
         assert_eq!(b.summarized(), 2);
+    }
+
+    /// Records kept in earlier segments count against the limit as if they were in
+    /// the same vector.
+    #[test]
+    fn records_in_earlier_segments_count_against_the_limit() {
+        let batches: Vec<Vec<FlowRecord>> = vec![
+            (1..=3).map(|i| rec(i, 5223, 0)).collect(),
+            (4..=6).map(|i| rec(i, 443, 100)).collect(),
+            (7..=12).map(|i| rec(i, 443 + (i % 2) as u16, i % 3)).collect(),
+        ];
+        // One vector.
+        let mut one = RecordBudget::new(4);
+        let mut all = Vec::new();
+        for batch in &batches {
+            let from = all.len();
+            all.extend(batch.iter().cloned());
+            one.apply(&mut all, from);
+        }
+        // A segment per batch.
+        let mut seg = RecordBudget::new(4);
+        let mut parts: Vec<Vec<FlowRecord>> = Vec::new();
+        let mut before = 0;
+        for batch in &batches {
+            let mut v = batch.clone();
+            seg.apply_after(&mut v, 0, before);
+            before += v.len();
+            parts.push(v);
+        }
+        let joined: Vec<FlowRecord> = parts.into_iter().flatten().collect();
+        assert_eq!(joined, all);
+        assert!(joined.len() < 12);
+        assert_eq!(
+            (seg.summarized(), seg.folded_flows()),
+            (one.summarized(), one.folded_flows())
+        );
     }
 
     #[test]

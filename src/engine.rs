@@ -119,7 +119,7 @@ pub struct RunResult {
     pub inputs: Vec<InputSummary>,
     pub capture: CaptureStats,
     pub flow_stats: FlowStats,
-    /// The flow records, one vector per worker (the audit orders them by first
+    /// The flow records, in the workers' segments (the audit orders them by first
     /// frame: [`crate::audit::audit_parts`]); not copied into one vector, which cost
     /// the serial end of a run about 10 ms per 100,000 flows.
     pub record_parts: Vec<Vec<FlowRecord>>,
@@ -255,7 +255,15 @@ struct Worker {
     index: usize,
     shards: usize,
     table: FlowTable,
+    /// Records finished since the last full segment ([`RECORD_SEGMENT`]).
     records: Vec<FlowRecord>,
+    /// Full segments of records, in the order they finished, and how many they hold.
+    /// Records are kept in segments rather than one growing vector: doubling a vector
+    /// of tens of thousands of records copied it every time into fresh memory
+    /// (reserving the whole vector up front made the packets phase of the main
+    /// capture 7% faster; segments do the same without knowing the size).
+    sealed: Vec<Vec<FlowRecord>>,
+    sealed_len: usize,
     budget: RecordBudget,
     skipped: [u64; Skip::ALL.len()],
     unsupported: BTreeMap<u32, u64>,
@@ -271,7 +279,9 @@ impl Worker {
             index,
             shards,
             table: FlowTable::new(cfg),
-            records: Vec::new(),
+            records: new_segment(),
+            sealed: Vec::new(),
+            sealed_len: 0,
             budget: RecordBudget::new(max_records),
             skipped: [0; Skip::ALL.len()],
             unsupported: BTreeMap::new(),
@@ -286,11 +296,40 @@ impl Worker {
         let from = self.records.len();
         let cap = self.records.capacity();
         self.chunk_frames(chunk);
-        self.budget.apply(&mut self.records, from);
+        self.budget
+            .apply_after(&mut self.records, from, self.sealed_len);
         if self.records.capacity() != cap {
             // The vector grew into a fresh allocation: most of it is still untouched.
             crate::prefetch::huge_spare(&mut self.records);
         }
+        if self.records.len() >= RECORD_SEGMENT {
+            self.seal();
+        }
+    }
+
+    /// Put the current records aside as a full segment and start the next one.
+    fn seal(&mut self) {
+        let full = std::mem::replace(&mut self.records, new_segment());
+        self.sealed_len = self.sealed_len.saturating_add(full.len());
+        self.sealed.push(full);
+    }
+
+    /// Whether records have finished since they were last taken.
+    fn has_records(&self) -> bool {
+        !self.records.is_empty() || !self.sealed.is_empty()
+    }
+
+    /// The records finished since they were last taken, in order (live runs take
+    /// them after every chunk).
+    fn take_records(&mut self) -> Vec<FlowRecord> {
+        let mut all = std::mem::take(&mut self.records);
+        if !self.sealed.is_empty() {
+            let mut joined: Vec<FlowRecord> = self.sealed.drain(..).flatten().collect();
+            joined.append(&mut all);
+            all = joined;
+        }
+        self.sealed_len = 0;
+        all
     }
 
     fn chunk_frames(&mut self, chunk: &Chunk) {
@@ -366,7 +405,8 @@ impl Worker {
         loop {
             let from = self.records.len();
             let done = self.table.finish_some(65_536, &mut self.records);
-            self.budget.apply(&mut self.records, from);
+            self.budget
+                .apply_after(&mut self.records, from, self.sealed_len);
             if done {
                 break;
             }
@@ -378,6 +418,17 @@ impl Worker {
 
 /// Frames ahead of the current one whose headers a worker asks the cache for.
 const PREFETCH_AHEAD: usize = 8;
+
+/// Records per segment of a worker's records (about 4.7 MB).
+const RECORD_SEGMENT: usize = 16_384;
+
+/// An empty segment of records, its memory reserved (pages are touched as records
+/// arrive, huge pages where the kernel gives them).
+fn new_segment() -> Vec<FlowRecord> {
+    let mut v = Vec::with_capacity(RECORD_SEGMENT);
+    crate::prefetch::huge_spare(&mut v);
+    v
+}
 
 /// The worker that owns a decoded frame's flow.
 fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
@@ -744,6 +795,7 @@ fn merge(workers: Vec<Worker>, mut cap: CaptureStats, summaries: Vec<InputSummar
         cap.ip_first_fragments += w.ip_first_fragments;
         cap.tunnelled += w.tunnelled;
         flow_stats.add(w.table.stats());
+        record_parts.extend(w.sealed);
         record_parts.push(w.records);
         summarized.merge(w.budget);
     }
@@ -847,8 +899,8 @@ impl Pipeline {
                                 Some((w.table.len(), w.table.stats().clone()))
                             }
                         };
-                        if !w.records.is_empty() || state.is_some() {
-                            let records = std::mem::take(&mut w.records);
+                        if w.has_records() || state.is_some() {
+                            let records = w.take_records();
                             // The pipeline may be gone (it is being dropped): ignore.
                             let _ = news_tx.send(WorkerNews {
                                 index: i,
