@@ -836,32 +836,7 @@ impl FileReader {
                 Err(e) => return Fill::Damaged(self.damage(format!("read error: {e}"))),
             }
         }
-        // At the end of the input the framers report whatever they cannot frame.
-        let (consumed, stop) = self.frame(&chunk.data, self.eof, &mut chunk.records, base);
-        if let Some(d) = stop {
-            return Fill::Damaged(d);
-        }
-        // Bytes after the last complete record wait for the next chunk.
-        let rest = chunk.data.get(consumed..).unwrap_or_default();
-        self.carry.extend_from_slice(rest);
-        self.carry_offset = base.saturating_add(consumed as u64);
-        if self.eof {
-            if self.carry.is_empty() {
-                return Fill::End;
-            }
-            // Not reached: at the end of the input every byte is framed or reported.
-            self.carry.clear();
-            return Fill::Damaged(self.damage("truncated dump file".into()));
-        }
-        if chunk.records.is_empty() && consumed == 0 {
-            // One record larger than a chunk: read more before framing again.
-            let want = chunk.data.len().saturating_add(CHUNK_BYTES);
-            std::mem::swap(&mut chunk.data, &mut self.carry);
-            if let Err(e) = self.fill_carry(want) {
-                return Fill::Damaged(self.damage(format!("read error: {e}")));
-            }
-        }
-        Fill::More
+        self.frame_chunk(chunk, base)
     }
 
     /// [`FileReader::fill`] for a file read in blocks: the chunk is the unframed tail
@@ -903,6 +878,14 @@ impl FileReader {
             }
         }
         self.carry.clear();
+        self.frame_chunk(chunk, base)
+    }
+
+    /// Frame the bytes of `chunk` (at file offset `base`) into its records and keep
+    /// the unframed tail for the next chunk; when one record is larger than the chunk,
+    /// read more first.
+    fn frame_chunk(&mut self, chunk: &mut Chunk, base: u64) -> Fill {
+        // At the end of the input the framers report whatever they cannot frame.
         let (data, records) = chunk.split();
         let (consumed, stop) = self.frame(data, self.eof, records, base);
         if let Some(d) = stop {
@@ -921,7 +904,8 @@ impl FileReader {
             return Fill::Damaged(self.damage("truncated dump file".into()));
         }
         if chunk.records.is_empty() && consumed == 0 {
-            // One record larger than a chunk: read more before framing again.
+            // One record larger than a chunk (all of it is in `carry` now): read more
+            // before framing again.
             let want = self.carry.len().saturating_add(CHUNK_BYTES);
             if let Err(e) = self.fill_carry(want) {
                 return Fill::Damaged(self.damage(format!("read error: {e}")));
@@ -1328,39 +1312,77 @@ mod tests {
 
     /// Every record (and its bytes) of a file, and how reading ended: read through
     /// mapped windows and through read(2), which must agree.
+    /// How a test reads a regular file.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Way {
+        /// Mapped windows.
+        Mapped,
+        /// Blocks with pread(2), read ahead by another thread.
+        Blocks,
+        /// read(2) in order, as standard input and pipes are read.
+        Sequential,
+    }
+
+    /// Every record (and its bytes) of a file, and how reading ended: read through
+    /// mapped windows, in blocks read ahead by another thread, and with read(2) in
+    /// order, which must agree.
     fn read_all(path: &str) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
-        let mapped = read_with(path, true);
-        let read = read_with(path, false);
-        let _ = std::fs::remove_file(path);
+        let mapped = read_with(path, Way::Mapped);
         // Offsets are within each reader's own chunks; the bytes are compared below.
         let unplaced = |rs: &[Record]| -> Vec<Record> {
             rs.iter().map(|r| Record { off: 0, ..*r }).collect()
         };
-        assert_eq!(
-            unplaced(&mapped.0),
-            unplaced(&read.0),
-            "records, mapped vs read(2)"
-        );
-        assert!(mapped.1 == read.1, "bytes, mapped vs read(2)");
-        assert_eq!(mapped.2, read.2, "end, mapped vs read(2)");
+        for way in [Way::Blocks, Way::Sequential] {
+            let other = read_with(path, way);
+            assert_eq!(
+                unplaced(&mapped.0),
+                unplaced(&other.0),
+                "records, mapped vs {way:?}"
+            );
+            assert!(mapped.1 == other.1, "bytes, mapped vs {way:?}");
+            assert_eq!(mapped.2, other.2, "end, mapped vs {way:?}");
+        }
+        let _ = std::fs::remove_file(path);
         mapped
     }
 
-    fn read_with(path: &str, map: bool) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
-        let mut r = FileReader::open_with(path, 0, map).unwrap();
-        assert_eq!(r.map_owner().is_some(), map);
+    fn read_with(path: &str, way: Way) -> (Vec<Record>, Vec<Vec<u8>>, Fill) {
+        let mut r = FileReader::open_with(path, 0, way == Way::Mapped).unwrap();
+        assert_eq!(r.map_owner().is_some(), way == Way::Mapped);
+        assert_eq!(r.read_ahead().is_some(), way != Way::Mapped);
+        if way == Way::Sequential {
+            // `input` stands where the header reading left it.
+            r.blocks = None;
+        }
+        // Another thread reads blocks ahead while this one frames.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let helper = r.read_ahead().map(|ra| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !ra.prefetch() {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        });
         let mut chunk = Chunk::default();
         let (mut recs, mut bytes) = (Vec::new(), Vec::new());
-        loop {
+        let out = loop {
             let fill = r.fill(&mut chunk);
             for rec in &chunk.records {
                 recs.push(*rec);
                 bytes.push(chunk.bytes(rec).to_vec());
             }
             if fill != Fill::More {
-                return (recs, bytes, fill);
+                break (recs, bytes, fill);
             }
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = helper {
+            h.join().unwrap();
         }
+        out
     }
 
     fn pcap_header(snaplen: u32, linktype: u32) -> Vec<u8> {
