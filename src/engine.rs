@@ -21,8 +21,8 @@
 //! the page cache ahead of the framer, when they are about to walk a chunk or would
 //! wait, and that copy (the largest single cost of a run) is shared out instead of
 //! falling to the framer. Standard input and pipes are read with read(2) by the
-//! framer. With `--reader mapped` a chunk of a regular file is instead a stretch of a mapped
-//! window of the file ([`crate::mapped`]), holding the window, not a copy. On the
+//! framer. With `--reader mapped` a chunk of a regular file is instead a stretch of a
+//! mapped window of the file ([`crate::mapped`]), holding the window, not a copy. On the
 //! 2-core VMs measured (2026-12-05) the copy was the cheaper of the two: the kernel's
 //! page-table work for the mapping cost more than read(2)'s copy, and the bytes
 //! read are still in cache when the workers decode them.
@@ -261,7 +261,7 @@ struct Worker {
     /// Records are kept in segments rather than one growing vector: doubling a vector
     /// of tens of thousands of records copied it every time into fresh memory
     /// (reserving the whole vector up front made the packets phase of the main
-    /// capture 7% faster; segments do the same without knowing the size).
+    /// capture about 5% faster, but needs the size in advance; segments do not).
     sealed: Vec<Vec<FlowRecord>>,
     sealed_len: usize,
     budget: RecordBudget,
