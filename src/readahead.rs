@@ -63,6 +63,16 @@ struct State {
     free: Vec<Vec<u8>>,
 }
 
+impl State {
+    /// Block `n` was read as `r`: if the file ended inside it, nothing after it is
+    /// read ahead.
+    fn note_end(&mut self, n: u64, r: &std::io::Result<Block>) {
+        if r.as_ref().is_ok_and(|b| b.len < BLOCK_BYTES) {
+            self.last = Some(self.last.map_or(n, |l| l.min(n)));
+        }
+    }
+}
+
 /// Blocks of one regular file, read by any thread and taken in order by one.
 pub struct ReadAhead {
     file: File,
@@ -132,9 +142,7 @@ impl ReadAhead {
     /// Store the outcome of reading block `n`, read ahead by [`ReadAhead::prefetch`].
     fn complete(&self, n: u64, r: std::io::Result<Block>) {
         let mut g = self.lock();
-        if r.as_ref().is_ok_and(|b| b.len < BLOCK_BYTES) {
-            g.last = Some(g.last.map_or(n, |l| l.min(n)));
-        }
+        g.note_end(n, &r);
         let at = n.saturating_sub(g.next_take);
         if let Some(slot) = usize::try_from(at).ok().and_then(|i| g.slots.get_mut(i)) {
             *slot = Slot::Ready(r);
@@ -187,10 +195,7 @@ impl ReadAhead {
                     let buf = g.free.pop().unwrap_or_default();
                     drop(g);
                     let r = self.read_block(n, buf);
-                    if r.as_ref().is_ok_and(|b| b.len < BLOCK_BYTES) {
-                        let mut g = self.lock();
-                        g.last = Some(g.last.map_or(n, |l| l.min(n)));
-                    }
+                    self.lock().note_end(n, &r);
                     return r;
                 }
             }
