@@ -447,15 +447,15 @@ pub fn audit_parts(
         if flow.ambiguous {
             continue;
         }
-        let mut verdicts = Vec::with_capacity(flow.matches.len());
-        for m in flow.matches.iter() {
+        // Each match's verdict is written in place (no list of them per flow).
+        for m in flow.matches.iter_mut() {
             let ri = m.req;
             let Some(req) = reqs.get(ri) else {
-                // No such requirement: no verdict (keeps `verdicts` aligned).
-                verdicts.push(None);
+                // No such requirement: no verdict.
+                m.verdict = None;
                 continue;
             };
-            let v = if req.legacy.is_some() {
+            m.verdict = if req.legacy.is_some() {
                 Some(Verdict::Legacy)
             } else {
                 match m.path {
@@ -502,10 +502,6 @@ pub fn audit_parts(
                     _ => None,
                 }
             };
-            verdicts.push(v);
-        }
-        for (m, v) in flow.matches.iter_mut().zip(verdicts) {
-            m.verdict = v;
         }
     }
 
