@@ -412,6 +412,7 @@ impl Worker {
             }
         }
         self.budget.finish(&mut self.records);
+        self.table.release();
         self
     }
 }

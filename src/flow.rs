@@ -937,6 +937,16 @@ impl FlowTable {
         }
     }
 
+    /// Free what the table holds (flows, names learned, closed connections) and keep
+    /// its counters: a worker does it on its own thread when its input has ended,
+    /// instead of leaving it to the thread that merges the workers' results.
+    pub fn release(&mut self) {
+        self.flows = FlowMap::default();
+        self.dns.map = HashMap::default();
+        self.closed = hashbrown::HashTable::new();
+        self.hello_bytes = 0;
+    }
+
     pub fn stats(&self) -> &FlowStats {
         &self.stats
     }
