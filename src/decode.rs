@@ -214,6 +214,7 @@ impl Skip {
 }
 
 /// Decode one frame of link type `linktype`.
+#[inline]
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
     match plain_tcp(linktype, frame) {
         Some(d) => Ok(d),
@@ -256,6 +257,7 @@ pub fn plain_ip_packet(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
 /// field fits the captured bytes, then TCP. Gives exactly what [`decode_general`]
 /// gives for such a frame (tests compare both on every frame of the shared
 /// captures); `None` for anything else, which the general path takes.
+#[inline(always)]
 pub fn plain_tcp(linktype: u32, frame: &[u8]) -> Option<Decoded<'_>> {
     let ip = plain_ip_packet(linktype, frame)?;
     let first = *ip.first()?;
