@@ -214,7 +214,6 @@ impl Skip {
 }
 
 /// Decode one frame of link type `linktype`.
-#[inline]
 pub fn decode(linktype: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
     match plain_tcp(linktype, frame) {
         Some(d) => Ok(d),
@@ -256,7 +255,9 @@ pub fn plain_ip_packet(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
 /// or raw IP, then unfragmented IPv4 or IPv6 without extension headers whose length
 /// field fits the captured bytes, then TCP. Gives exactly what [`decode_general`]
 /// gives for such a frame (tests compare both on every frame of the shared
-/// captures); `None` for anything else, which the general path takes.
+/// captures); `None` for anything else, which the general path takes. Inlined into
+/// [`decode`]: returned through a call, its 100-byte answer was stored and read back
+/// once more, the hottest spot of the workers' loop.
 #[inline(always)]
 pub fn plain_tcp(linktype: u32, frame: &[u8]) -> Option<Decoded<'_>> {
     let ip = plain_ip_packet(linktype, frame)?;
