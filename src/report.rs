@@ -541,11 +541,14 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
     let r: &FlowRecord = &f.record;
     let tcp = r.transport == crate::model::Transport::Tcp;
     out.extend_from_slice(b"{\"@timestamp\":");
+    let stamp = out.len();
     time(out, r.first_ts);
+    let stamp = stamp..out.len();
     out.extend_from_slice(
         b",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\"type\":[\"connection\"],\"start\":",
     );
-    time(out, r.first_ts);
+    // The start is the @timestamp: its text again.
+    out.extend_from_within(stamp);
     out.extend_from_slice(b",\"end\":");
     time(out, r.last_ts);
     out.extend_from_slice(b",\"duration\":");
