@@ -83,7 +83,7 @@ fn findings_block(
 ) -> io::Result<()> {
     for (k, f) in block.iter().enumerate() {
         buf.extend_from_slice(sep(first.saturating_add(k)));
-        serde_json::to_writer(&mut *buf, &finding_value(f, files, r.run.capture.first_ts))?;
+        write_finding_json(buf, f, files, r.run.capture.first_ts);
         buf.extend_from_slice(end);
     }
     Ok(())
@@ -756,6 +756,88 @@ pub fn finding_value(f: &Finding, files: &[String], capture_start: Option<i64>) 
     }
     top.insert("mdmaudit".into(), Value::Object(m));
     Value::Object(top)
+}
+
+/// [`finding_value`] written straight as compact JSON: the same bytes as
+/// `serde_json::to_writer` of it (keys in the same sorted order), without building
+/// the value (a tree of maps per finding).
+pub fn write_finding_json(
+    out: &mut Vec<u8>,
+    f: &Finding,
+    files: &[String],
+    capture_start: Option<i64>,
+) {
+    use crate::jsonw::{int, ip, string, time};
+    let ts = f.first_ts.or(capture_start).unwrap_or(0);
+    out.extend_from_slice(b"{\"@timestamp\":");
+    time(out, ts);
+    out.extend_from_slice(
+        b",\"event\":{\"category\":[\"network\"],\"kind\":\"alert\",\"severity\":",
+    );
+    int(out, f.severity.ecs());
+    out.extend_from_slice(b",\"type\":[\"info\"]},\"mdmaudit\":{\"evidence\":[");
+    for (i, e) in f.evidence.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(if e.admin_prohibited {
+            b"{\"admin_prohibited\":true,\"capture_file\":"
+        } else {
+            b"{\"admin_prohibited\":false,\"capture_file\":"
+        });
+        match files.get(e.frame.file as usize) {
+            Some(file) => string(out, file),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"destination\":");
+        string(out, &e.destination);
+        out.extend_from_slice(if e.failed {
+            b",\"failed\":true,\"flows\":"
+        } else {
+            b",\"failed\":false,\"flows\":"
+        });
+        int(out, e.flows);
+        out.extend_from_slice(b",\"frame\":");
+        int(out, e.frame.frame);
+        out.extend_from_slice(b",\"icmp_reporter\":");
+        match e.icmp_reporter {
+            Some(a) => ip(out, a),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"outcome\":");
+        string(out, e.outcome.as_str());
+        out.extend_from_slice(b",\"path\":");
+        string(out, e.role);
+        out.extend_from_slice(b",\"port\":");
+        int(out, e.port);
+        out.extend_from_slice(b",\"syn_retransmits\":");
+        int(out, e.syn_retransmits);
+        out.extend_from_slice(b",\"transport\":");
+        string(out, e.transport.as_str());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"flows\":");
+    int(out, f.flows);
+    out.extend_from_slice(b",\"record\":\"finding\"");
+    if !f.remediation.is_empty() {
+        out.extend_from_slice(b",\"remediation\":");
+        string(out, &f.remediation.join("; "));
+    }
+    out.extend_from_slice(b",\"severity\":");
+    string(out, f.severity.as_str());
+    out.extend_from_slice(b",\"verdict\":");
+    string(out, f.verdict.as_str());
+    out.extend_from_slice(b"},\"message\":");
+    string(out, &f.summary);
+    out.extend_from_slice(b",\"rule\":{\"id\":");
+    string(out, &f.rule);
+    out.push(b'}');
+    if let Some(d) = f.device {
+        out.extend_from_slice(b",\"source\":{\"ip\":");
+        ip(out, d);
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 fn files(r: &ReportInput<'_>) -> Vec<String> {
