@@ -1368,19 +1368,25 @@ impl FlowTable {
                 f.client_stream = ClientStream::Done;
                 return;
             }
-            // Only a stream whose first byte looks like a TLS handshake record, or a
-            // later segment of one (seen first out of order), is assembled.
-            let isn = f.client_isn;
-            f.client_stream = ClientStream::Hello(Box::new(tls::HelloAssembler::new(isn)));
         }
-        let state = match &mut f.client_stream {
-            // Data on a SYN (TCP Fast Open) starts one past the SYN's sequence number.
-            ClientStream::Hello(h) => h.push(
-                t.seq.wrapping_add(u32::from(t.has(tcp_flags::SYN))),
-                t.payload,
-                t.truncated(),
-            ),
-            _ => return,
+        // Data on a SYN (TCP Fast Open) starts one past the SYN's sequence number.
+        let seq = t.seq.wrapping_add(u32::from(t.has(tcp_flags::SYN)));
+        let state = if matches!(f.client_stream, ClientStream::Fresh) {
+            // Only a stream whose first byte looks like a TLS handshake record, or a
+            // later segment of one (seen first out of order), is assembled. Most
+            // ClientHellos come whole in the first segment: the assembler moves into
+            // the flow only when it has to wait for more.
+            let mut h = tls::HelloAssembler::new(f.client_isn);
+            let state = h.push(seq, t.payload, t.truncated());
+            if matches!(state, tls::HelloState::NeedMore) {
+                f.client_stream = ClientStream::Hello(Box::new(h));
+            }
+            state
+        } else {
+            match &mut f.client_stream {
+                ClientStream::Hello(h) => h.push(seq, t.payload, t.truncated()),
+                _ => return,
+            }
         };
         if matches!(state, tls::HelloState::NeedMore) && f.client_segments >= cfg.max_hello_segments
         {
