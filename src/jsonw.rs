@@ -1,7 +1,8 @@
 //! A small JSON writer for the hot part of the reports: the flow list, hundreds of
-//! thousands of records of a fixed shape. Going through serde costs a generic
-//! serializer, a `String` per timestamp (`time`'s RFC 3339 formatting) and per
-//! address; this writes straight into a byte buffer.
+//! thousands of records of a fixed shape, and the findings, thousands with their
+//! evidence. Going through serde costs a generic serializer, a `String` per
+//! timestamp (`time`'s RFC 3339 formatting) and per address, and for the findings a
+//! `serde_json::Value` tree of maps; this writes straight into a byte buffer.
 //!
 //! The bytes are exactly those serde_json writes for the same values (same escapes,
 //! same integer and float formatting, the same RFC 3339 text as `report::iso_time`):
