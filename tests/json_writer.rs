@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use mdmaudit::audit::{audit, AuditOptions};
+use mdmaudit::audit::{audit, Audit, AuditOptions};
 use mdmaudit::audit::{Evidence, Finding, Severity, Verdict};
 use mdmaudit::catalog::Catalog;
 use mdmaudit::engine::{run, EngineConfig, Input, ReaderKind};
@@ -15,6 +15,23 @@ use mdmaudit::flow::FlowConfig;
 use mdmaudit::flow::{FrameRef, Outcome};
 use mdmaudit::model::Transport;
 use mdmaudit::report::{finding_value, flow_out, write_finding_json, write_flow_json};
+
+/// The audit of `cap` on one thread with the built-in catalog, with its input names
+/// and the capture's first packet time; `None` when it cannot be opened.
+fn audited(catalog: &Catalog, cap: &std::path::Path) -> Option<(String, Audit, Option<i64>)> {
+    let path = cap.to_str().expect("utf-8 path").to_string();
+    let input = Input::open(&path, 0, ReaderKind::Fast).ok()?;
+    let cfg = EngineConfig {
+        flow: FlowConfig::default(),
+        threads: 1,
+        max_records: 250_000,
+    };
+    let mut res = run(vec![input], cfg, None);
+    let span = res.capture.first_ts.zip(res.capture.last_ts);
+    let records = res.take_records();
+    let a = audit(catalog, records, &AuditOptions::default(), span);
+    Some((path, a, res.capture.first_ts))
+}
 
 #[test]
 fn hand_written_flow_json_equals_serde() {
@@ -25,19 +42,9 @@ fn hand_written_flow_json_equals_serde() {
     }
     let (mut flows, mut differ) = (0usize, Vec::new());
     for cap in caps {
-        let path = cap.to_str().expect("utf-8 path").to_string();
-        let Ok(input) = Input::open(&path, 0, ReaderKind::Fast) else {
+        let Some((path, a, _)) = audited(&catalog, &cap) else {
             continue;
         };
-        let cfg = EngineConfig {
-            flow: FlowConfig::default(),
-            threads: 1,
-            max_records: 250_000,
-        };
-        let mut res = run(vec![input], cfg, None);
-        let span = res.capture.first_ts.zip(res.capture.last_ts);
-        let records = res.take_records();
-        let a = audit(&catalog, records, &AuditOptions::default(), span);
         let files = vec![path.clone()];
         for f in a.flows.iter() {
             flows += 1;
@@ -80,23 +87,13 @@ fn hand_written_finding_json_equals_serde() {
     caps.extend(captures_in(&shared_pcaps().join("real")));
     let (mut findings, mut differ) = (0usize, Vec::new());
     for cap in caps {
-        let path = cap.to_str().expect("utf-8 path").to_string();
-        let Ok(input) = Input::open(&path, 0, ReaderKind::Fast) else {
+        let Some((path, a, start)) = audited(&catalog, &cap) else {
             continue;
         };
-        let cfg = EngineConfig {
-            flow: FlowConfig::default(),
-            threads: 1,
-            max_records: 250_000,
-        };
-        let mut res = run(vec![input], cfg, None);
-        let span = res.capture.first_ts.zip(res.capture.last_ts);
-        let records = res.take_records();
-        let a = audit(&catalog, records, &AuditOptions::default(), span);
         let files = vec![path.clone()];
         for f in a.findings.iter() {
             findings += 1;
-            if let Some(d) = finding_differs(f, &files, res.capture.first_ts) {
+            if let Some(d) = finding_differs(f, &files, start) {
                 differ.push(format!("{path}: {d}"));
             }
         }
