@@ -80,13 +80,12 @@ fn findings_block(
     files: &[String],
     sep: &(dyn Fn(usize) -> &'static [u8] + Sync),
     end: &'static [u8],
-) -> io::Result<()> {
+) {
     for (k, f) in block.iter().enumerate() {
         buf.extend_from_slice(sep(first.saturating_add(k)));
         write_finding_json(buf, f, files, r.run.capture.first_ts);
         buf.extend_from_slice(end);
     }
-    Ok(())
 }
 
 /// Write `blocks` blocks of output in order, block `i` made by `format(i, buf)` into
@@ -187,7 +186,7 @@ impl Lists<'_> {
                 let first = i.saturating_mul(FINDINGS_PER_BLOCK);
                 let block = self.r.audit.findings.get(first..).unwrap_or_default();
                 let block = block.get(..FINDINGS_PER_BLOCK).unwrap_or(block);
-                findings_block(buf, first, block, self.r, self.files, self.sep, self.end)?;
+                findings_block(buf, first, block, self.r, self.files, self.sep, self.end);
             }
         }
         Ok(())
