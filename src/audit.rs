@@ -974,7 +974,6 @@ fn match_all(
             .collect(),
     );
     let mut flows: Vec<AuditedFlow> = Vec::with_capacity(n);
-    crate::prefetch::huge_spare(&mut flows);
     let spare = flows.spare_capacity_mut().get_mut(..n).unwrap_or_default();
     let run = |dst: &mut [std::mem::MaybeUninit<AuditedFlow>], idx: &[usize]| {
         let mut cache = MatchCache::new(ctx.catalog, ctx.ids);

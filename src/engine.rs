@@ -294,14 +294,9 @@ impl Worker {
 
     fn chunk(&mut self, chunk: &Chunk) {
         let from = self.records.len();
-        let cap = self.records.capacity();
         self.chunk_frames(chunk);
         self.budget
             .apply_after(&mut self.records, from, self.sealed_len);
-        if self.records.capacity() != cap {
-            // The vector grew into a fresh allocation: most of it is still untouched.
-            crate::prefetch::huge_spare(&mut self.records);
-        }
         if self.records.len() >= RECORD_SEGMENT {
             self.seal();
         }
@@ -424,11 +419,10 @@ const PREFETCH_AHEAD: usize = 8;
 const RECORD_SEGMENT: usize = 16_384;
 
 /// An empty segment of records, its memory reserved (pages are touched as records
-/// arrive, huge pages where the kernel gives them).
+/// arrive). Not with transparent huge pages: on the VMs measured, asking for them
+/// made whole runs slower and far more variable (benches/README.md).
 fn new_segment() -> Vec<FlowRecord> {
-    let mut v = Vec::with_capacity(RECORD_SEGMENT);
-    crate::prefetch::huge_spare(&mut v);
-    v
+    Vec::with_capacity(RECORD_SEGMENT)
 }
 
 /// The worker that owns a decoded frame's flow.
