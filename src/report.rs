@@ -111,19 +111,36 @@ fn write_blocks(
         }
         return Ok(());
     }
-    // Formatter k formats blocks k, k + threads, ... into its own short queue; this
-    // thread takes them in block order and writes them, so that writing (a copy into
-    // the page cache, as costly as formatting) overlaps formatting, and at most a
-    // few blocks per formatter wait in memory.
+    // Formatter k formats blocks k, k + threads, ... into its own queue; this thread
+    // takes them in block order and writes them, so that writing (a copy into the
+    // page cache, as costly as formatting) overlaps formatting. A formatter has at
+    // most BUFFERS buffers (one it fills, one queued, one being written) and waits
+    // for one to come back rather than make another: every new buffer is memory
+    // fresh to the process, whose first touch costs more than formatting into it
+    // on the VMs measured.
+    const BUFFERS: usize = 3;
     std::thread::scope(|sc| -> io::Result<()> {
         let mut queues = Vec::with_capacity(threads);
         for k in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(2);
-            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(1);
+            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(BUFFERS);
             queues.push((rx, back_tx));
             sc.spawn(move || {
+                let mut made = 0usize;
                 for i in (k..blocks).step_by(threads) {
-                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    let mut buf = match back_rx.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if made < BUFFERS => {
+                            made = made.saturating_add(1);
+                            Vec::new()
+                        }
+                        // The writer holds them all: it gives one back after
+                        // writing it (or has gone away, a write having failed).
+                        Err(_) => match back_rx.recv() {
+                            Ok(b) => b,
+                            Err(_) => return,
+                        },
+                    };
                     buf.clear();
                     let block = format(i, &mut buf).map(|()| buf);
                     // The writer went away (a write failed): stop.
@@ -141,7 +158,8 @@ fn write_blocks(
                 .recv()
                 .map_err(|_| io::Error::other("a formatting thread failed"))??;
             out.write_all(&buf)?;
-            // A full return queue (or a finished formatter) just drops the buffer.
+            // Never full (a formatter has at most BUFFERS); a finished formatter just
+            // drops it.
             let _ = back.try_send(buf);
         }
         Ok(())
