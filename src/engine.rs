@@ -716,15 +716,13 @@ fn run_workers(
         let handles: Vec<_> = (1..threads)
             .map(|i| {
                 let (drive, new_worker, ring, cv) = (&drive, &new_worker, &ring, &cv);
-                std::thread::Builder::new()
-                    .name(format!("mdmaudit-worker-{i}"))
-                    .spawn_scoped(s, move || {
-                        let _guard = FailGuard { ring, cv };
-                        let mut w = new_worker(i);
-                        drive(i, &mut w, &mut None);
-                        w.finish()
-                    })
-                    .expect("spawn a worker thread")
+                crate::threads::spawn_scoped(s, format!("mdmaudit-worker-{i}"), move || {
+                    let _guard = FailGuard { ring, cv };
+                    let mut w = new_worker(i);
+                    drive(i, &mut w, &mut None);
+                    w.finish()
+                })
+                .expect("spawn a worker thread")
             })
             .collect();
         let mut w0 = new_worker(0);

@@ -38,3 +38,4 @@ pub mod model;
 pub mod prefetch;
 pub mod report;
 pub mod site;
+pub mod threads;

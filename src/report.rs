@@ -133,7 +133,7 @@ fn write_blocks(
             let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(1);
             let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(BUFFERS);
             queues.push((rx, back_tx));
-            sc.spawn(move || {
+            let spawned = crate::threads::spawn_scoped(sc, "mdmaudit-report".into(), move || {
                 let mut made = 0usize;
                 for i in (k..blocks).step_by(threads) {
                     let mut buf = match back_rx.try_recv() {
@@ -157,6 +157,7 @@ fn write_blocks(
                     }
                 }
             });
+            spawned?;
         }
         for i in 0..blocks {
             let (rx, back) = queues
