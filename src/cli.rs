@@ -467,11 +467,7 @@ fn run_audit(a: AuditArgs) -> i32 {
     let mut sink = report::sink_for(format);
     let written = match &a.output {
         Some(path) => write_atomically(path, |w| sink.write_report(&input, w)),
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::with_capacity(WRITE_PIECE, Pieces(stdout.lock()));
-            sink.write_report(&input, &mut w).and_then(|_| w.flush())
-        }
+        None => write_stdout(|w| sink.write_report(&input, w)),
     };
     if timings {
         let f_end = minor_faults();
@@ -488,7 +484,10 @@ fn run_audit(a: AuditArgs) -> i32 {
     }
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return fail(format!("cannot write the report: {e}"));
+            return fail(match &a.output {
+                Some(path) => format!("cannot write the report to {}: {e}", path.display()),
+                None => format!("cannot write the report: {e}"),
+            });
         }
     }
     for i in run.inputs.iter() {
@@ -547,6 +546,16 @@ impl<W: Write> Write for Pieces<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
+}
+
+/// Write to standard output, in pieces of at most [`WRITE_PIECE`] bytes.
+pub(crate) fn write_stdout(
+    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(WRITE_PIECE, Pieces(stdout.lock()));
+    f(&mut w)?;
+    w.flush()
 }
 
 /// Write through a temporary file in the same directory, then rename over `path`.

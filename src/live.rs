@@ -1017,15 +1017,17 @@ fn write_final(
     };
     let written = match &a.output {
         Some(path) => cli::write_atomically(path, &mut write),
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            write(&mut lock).and_then(|_| lock.flush())
-        }
+        None => cli::write_stdout(&mut write),
     };
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("mdmaudit: cannot write the report: {e}");
+            match &a.output {
+                Some(path) => eprintln!(
+                    "mdmaudit: cannot write the report to {}: {e}",
+                    path.display()
+                ),
+                None => eprintln!("mdmaudit: cannot write the report: {e}"),
+            }
             return cli::EXIT_USAGE;
         }
     }
