@@ -390,43 +390,78 @@ pub fn audit_parts(
     // role the same client shows in flows that are not ambiguous; otherwise leave the
     // flow undecided rather than guess.
     // Role sets are bit sets (see `role_bit`).
-    let mut client_roles: FastMap<IpAddr, u8> = fast_map();
-    for f in flows.iter() {
-        if f.matches.is_empty() {
-            continue;
+    // Passes 1b and 2 take stretches of the flows on the audit's threads (large
+    // lists only), and their maps are merged in stretch order.
+    let size = stretch(flows.len(), opts.threads, MATCH_PER_THREAD);
+    let client_roles: FastMap<IpAddr, u8> = in_parts(flows.chunks(size).collect(), &|part| {
+        let mut roles_by_client: FastMap<IpAddr, u8> = fast_map();
+        for f in part {
+            if f.matches.is_empty() {
+                continue;
+            }
+            let roles = roles_of(f, reqs);
+            let clear = f.matches.len() == 1 || roles.count_ones() == 1;
+            if clear && roles != 0 {
+                *roles_by_client.entry(f.record.client.ip()).or_default() |= roles;
+            }
         }
-        let roles = roles_of(f, reqs);
-        let clear = f.matches.len() == 1 || roles.count_ones() == 1;
-        if clear && roles != 0 {
-            *client_roles.entry(f.record.client.ip()).or_default() |= roles;
+        roles_by_client
+    })
+    .into_iter()
+    .reduce(|mut a, b| {
+        for (client, roles) in b {
+            *a.entry(client).or_default() |= roles;
         }
-    }
-    // 2. Failed preferred attempts per (requirement, device), for fallback linking.
-    let mut preferred_failed: FastMap<(usize, IpAddr), Vec<(Nanos, usize)>> = fast_map();
-    let mut preferred_reached: FastSet<(usize, IpAddr)> = fast_set();
-    for (fi, f) in flows.iter_mut().enumerate() {
-        if f.matches.is_empty() {
-            continue;
-        }
-        settle_roles(f, &client_roles, reqs);
-        if f.ambiguous {
-            continue;
-        }
-        for m in f.matches.iter() {
-            let ri = m.req;
-            if m.path == PortPath::Preferred {
-                let dev = f.record.client.ip();
-                if f.record.attempt_failed() {
-                    preferred_failed
-                        .entry((ri, dev))
-                        .or_default()
-                        .push((f.record.first_ts, fi));
-                } else if f.record.reached() {
-                    preferred_reached.insert((ri, dev));
+        a
+    })
+    .unwrap_or_default();
+    // 2. Failed preferred attempts per (requirement, device), for fallback linking
+    // (each list in flow order).
+    type Preferred = (
+        FastMap<(usize, IpAddr), Vec<(Nanos, usize)>>,
+        FastSet<(usize, IpAddr)>,
+    );
+    let parts: Vec<(usize, &mut [AuditedFlow])> = flows
+        .chunks_mut(size)
+        .enumerate()
+        .map(|(k, part)| (k.saturating_mul(size), part))
+        .collect();
+    let (preferred_failed, preferred_reached) = in_parts(parts, &|(from, part)| {
+        let (mut failed, mut reached): Preferred = (fast_map(), fast_set());
+        for (k, f) in part.iter_mut().enumerate() {
+            if f.matches.is_empty() {
+                continue;
+            }
+            settle_roles(f, &client_roles, reqs);
+            if f.ambiguous {
+                continue;
+            }
+            for m in f.matches.iter() {
+                let ri = m.req;
+                if m.path == PortPath::Preferred {
+                    let dev = f.record.client.ip();
+                    if f.record.attempt_failed() {
+                        failed
+                            .entry((ri, dev))
+                            .or_default()
+                            .push((f.record.first_ts, from.saturating_add(k)));
+                    } else if f.record.reached() {
+                        reached.insert((ri, dev));
+                    }
                 }
             }
         }
-    }
+        (failed, reached)
+    })
+    .into_iter()
+    .reduce(|(mut failed, mut reached), (later_failed, later_reached)| {
+        for (key, attempts) in later_failed {
+            failed.entry(key).or_default().extend(attempts);
+        }
+        reached.extend(later_reached);
+        (failed, reached)
+    })
+    .unwrap_or_default();
 
     // 3. Per-flow verdicts.
     // Flow index -> a fallback explains its failure.

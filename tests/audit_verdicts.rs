@@ -922,3 +922,95 @@ fn matching_on_threads_gives_the_audit_of_one_thread() {
         );
     }
 }
+
+/// Enough flows that the audit cuts them into stretches for its threads (passes 1b
+/// to 4): fallbacks linked to blocked attempts, devices that also reach the
+/// preferred port, and address-only flows whose role the client's other flows settle
+/// or leave open. The audit is the same on 1, 2 and 3 threads, and its fallback
+/// findings are the ones the records were made for.
+#[test]
+fn threaded_passes_give_the_serial_audit() {
+    let cat = catalog();
+    let span = Some((0, 7200 * SEC));
+    let mut records = Vec::new();
+    let mut frame = 0u64;
+    let mut next = || {
+        frame += 1;
+        frame
+    };
+    let devices = 4000u32;
+    for d in 0..devices {
+        let client = format!("10.{}.{}.{}", 1 + d / 60_000, (d / 250) % 240, 1 + d % 250);
+        let t = i64::from(d % 600);
+        if d % 3 == 0 {
+            // Reaches the preferred port: its use of 443 is no fallback.
+            records.push(rec(
+                next(),
+                &format!("{client}:40010"),
+                "17.1.2.3:5223",
+                Outcome::Established,
+                t,
+            ));
+        } else {
+            // Blocked on the preferred port, then falls back.
+            for k in 0..2 {
+                records.push(rec(
+                    next(),
+                    &format!("{client}:{}", 40_000 + k),
+                    "17.1.2.3:5223",
+                    Outcome::Unanswered,
+                    t + 5 * k as i64,
+                ));
+            }
+        }
+        records.push(named(
+            rec(
+                next(),
+                &format!("{client}:40020"),
+                "17.1.2.3:443",
+                Outcome::Established,
+                t + 15,
+            ),
+            "courier.push.apple.com",
+            NameSource::Sni,
+        ));
+        // Address only, on a port two requirements share.
+        records.push(rec(
+            next(),
+            &format!("{client}:40030"),
+            "17.9.9.9:443",
+            Outcome::Established,
+            t + 30,
+        ));
+    }
+    // The audit orders flows by first frame: shuffle them first (fixed seed).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..records.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        records.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    assert!(records.len() > 3 * 4096, "too few flows to use threads");
+    let audited: Vec<(usize, String, Audit)> = [1usize, 2, 3]
+        .into_iter()
+        .map(|threads| {
+            let opts = AuditOptions {
+                threads,
+                ..AuditOptions::default()
+            };
+            let a = audit(&cat, records.clone(), &opts, span);
+            (threads, serde_json::to_string(&a).unwrap(), a)
+        })
+        .collect();
+    let fallbacks = audited[0]
+        .2
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Fallback)
+        .count();
+    assert_eq!(fallbacks, (0..devices).filter(|d| d % 3 != 0).count());
+    for (threads, json, _) in &audited[1..] {
+        assert!(*json == audited[0].1, "{threads} threads differ from 1");
+    }
+}
