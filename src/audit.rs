@@ -463,81 +463,99 @@ pub fn audit_parts(
     })
     .unwrap_or_default();
 
-    // 3. Per-flow verdicts.
+    // 3. Per-flow verdicts, on stretches of the flows like passes 1b and 2. A
+    // fallback's causes are failed flows of the same device, possibly in another
+    // stretch: each stretch lists them, and they are marked after.
+    let parts: Vec<(usize, &mut [AuditedFlow])> = flows
+        .chunks_mut(size)
+        .enumerate()
+        .map(|(k, part)| (k.saturating_mul(size), part))
+        .collect();
+    let stretches = in_parts(parts, &|(from, part)| {
+        // Flows whose failure a fallback explains, and fallback -> its causes.
+        let mut linked: Vec<usize> = Vec::new();
+        let mut links: FastMap<usize, Vec<usize>> = fast_map();
+        for (k, flow) in part.iter_mut().enumerate() {
+            let fi = from.saturating_add(k);
+            let (client, first_ts, last_ts, failed, reached) = {
+                let r = &flow.record;
+                (
+                    r.client.ip(),
+                    r.first_ts,
+                    r.last_ts,
+                    r.attempt_failed(),
+                    r.reached(),
+                )
+            };
+            let by_name = flow.record.name.is_some();
+            if flow.ambiguous {
+                continue;
+            }
+            // Each match's verdict is written in place (no list of them per flow).
+            for m in flow.matches.iter_mut() {
+                let ri = m.req;
+                let Some(req) = reqs.get(ri) else {
+                    // No such requirement: no verdict.
+                    m.verdict = None;
+                    continue;
+                };
+                m.verdict = if req.legacy.is_some() {
+                    Some(Verdict::Legacy)
+                } else {
+                    match m.path {
+                        PortPath::OtherPort => Some(Verdict::Unexpected),
+                        PortPath::Preferred | PortPath::Fallback if failed => {
+                            if direction.one_direction {
+                                Some(Verdict::Undetermined)
+                            } else {
+                                Some(Verdict::Blocked)
+                            }
+                        }
+                        PortPath::Preferred if reached => Some(Verdict::Ok),
+                        PortPath::Fallback if reached => {
+                            let window_start = first_ts.saturating_sub(opts.fallback_window);
+                            let causes: Vec<usize> = preferred_failed
+                                .get(&(ri, client))
+                                .map(|v| {
+                                    v.iter()
+                                        .filter(|(ts, _)| *ts >= window_start && *ts <= last_ts)
+                                        .map(|(_, i)| *i)
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            if !causes.is_empty() {
+                                linked.extend_from_slice(&causes);
+                                links.insert(fi, causes);
+                                Some(Verdict::Fallback)
+                            } else if preferred_reached.contains(&(ri, client)) {
+                                // The device also uses the preferred path: nothing to report.
+                                Some(Verdict::Ok)
+                            } else if by_name {
+                                Some(Verdict::Fallback)
+                            } else {
+                                // Identified by address only: the port alone does not prove
+                                // this is the requirement's fallback rather than another
+                                // service of the same vendor.
+                                None
+                            }
+                        }
+                        _ => None,
+                    }
+                };
+            }
+        }
+        (linked, links)
+    });
     // Flow index -> a fallback explains its failure.
     let mut linked_failed: Vec<bool> = vec![false; flows.len()];
     let mut fallback_links: FastMap<usize, Vec<usize>> = fast_map();
-    for (fi, flow) in flows.iter_mut().enumerate() {
-        let (client, first_ts, last_ts, failed, reached) = {
-            let r = &flow.record;
-            (
-                r.client.ip(),
-                r.first_ts,
-                r.last_ts,
-                r.attempt_failed(),
-                r.reached(),
-            )
-        };
-        let by_name = flow.record.name.is_some();
-        if flow.ambiguous {
-            continue;
+    for (linked, links) in stretches {
+        for c in linked {
+            if let Some(l) = linked_failed.get_mut(c) {
+                *l = true;
+            }
         }
-        // Each match's verdict is written in place (no list of them per flow).
-        for m in flow.matches.iter_mut() {
-            let ri = m.req;
-            let Some(req) = reqs.get(ri) else {
-                // No such requirement: no verdict.
-                m.verdict = None;
-                continue;
-            };
-            m.verdict = if req.legacy.is_some() {
-                Some(Verdict::Legacy)
-            } else {
-                match m.path {
-                    PortPath::OtherPort => Some(Verdict::Unexpected),
-                    PortPath::Preferred | PortPath::Fallback if failed => {
-                        if direction.one_direction {
-                            Some(Verdict::Undetermined)
-                        } else {
-                            Some(Verdict::Blocked)
-                        }
-                    }
-                    PortPath::Preferred if reached => Some(Verdict::Ok),
-                    PortPath::Fallback if reached => {
-                        let window_start = first_ts.saturating_sub(opts.fallback_window);
-                        let causes: Vec<usize> = preferred_failed
-                            .get(&(ri, client))
-                            .map(|v| {
-                                v.iter()
-                                    .filter(|(ts, _)| *ts >= window_start && *ts <= last_ts)
-                                    .map(|(_, i)| *i)
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        if !causes.is_empty() {
-                            for &c in &causes {
-                                if let Some(l) = linked_failed.get_mut(c) {
-                                    *l = true;
-                                }
-                            }
-                            fallback_links.insert(fi, causes);
-                            Some(Verdict::Fallback)
-                        } else if preferred_reached.contains(&(ri, client)) {
-                            // The device also uses the preferred path: nothing to report.
-                            Some(Verdict::Ok)
-                        } else if by_name {
-                            Some(Verdict::Fallback)
-                        } else {
-                            // Identified by address only: the port alone does not prove
-                            // this is the requirement's fallback rather than another
-                            // service of the same vendor.
-                            None
-                        }
-                    }
-                    _ => None,
-                }
-            };
-        }
+        fallback_links.extend(links);
     }
 
     // 4. Findings per (requirement, verdict, device): one pass over the flows (on
