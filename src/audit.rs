@@ -356,7 +356,7 @@ pub fn audit_parts(
     capture_span: Option<(Nanos, Nanos)>,
 ) -> Audit {
     parts.retain(|p| !p.is_empty());
-    let order = first_frame_order(&mut parts);
+    let order = first_frame_order(&mut parts, opts.threads);
     let direction = direction_check(parts.iter().flatten());
     let reqs = &catalog.requirements();
     let site = opts.site.as_deref();
@@ -1096,13 +1096,38 @@ impl RecordsPtr {
     }
 }
 
+/// `parts` cut into runs of whole parts, one per thread (at most `threads`, fewer
+/// for a short list: see [`stretch`]), each with the index of its first record.
+fn part_groups(
+    parts: &[Vec<FlowRecord>],
+    threads: usize,
+    total: usize,
+) -> Vec<(usize, &[Vec<FlowRecord>])> {
+    let target = stretch(total, threads, MATCH_PER_THREAD);
+    let mut groups = Vec::new();
+    let (mut start, mut first, mut count) = (0usize, 0usize, 0usize);
+    for (k, p) in parts.iter().enumerate() {
+        count = count.saturating_add(p.len());
+        if count >= target {
+            groups.push((first, parts.get(start..=k).unwrap_or_default()));
+            first = first.saturating_add(count);
+            start = k.saturating_add(1);
+            count = 0;
+        }
+    }
+    if start < parts.len() || groups.is_empty() {
+        groups.push((first, parts.get(start..).unwrap_or_default()));
+    }
+    groups
+}
+
 /// The order by first frame of the records of `parts` (numbered as if the parts were
 /// one vector, one part after the other), as `sort_unstable_by_key` would sort them:
 /// None when they are in that order already. When every first frame is distinct (the
 /// normal case) the order is unique, and sorting small keys then moving each record
 /// once is much cheaper than moving records around in the sort; with duplicate first
 /// frames, the parts are joined into one, sorted in place (and None returned).
-fn first_frame_order(parts: &mut Vec<Vec<FlowRecord>>) -> Option<Vec<usize>> {
+fn first_frame_order(parts: &mut Vec<Vec<FlowRecord>>, threads: usize) -> Option<Vec<usize>> {
     if parts.iter().flatten().is_sorted_by_key(|r| r.first_frame) {
         return None;
     }
@@ -1125,17 +1150,29 @@ fn first_frame_order(parts: &mut Vec<Vec<FlowRecord>>) -> Option<Vec<usize>> {
         sort_joined(parts);
         return None;
     }
-    let mut keys: Vec<u128> = parts
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, r)| {
-            (u128::from(r.first_frame.file) << 96)
-                | (u128::from(r.first_frame.frame) << 32)
-                | i as u128
-        })
-        .collect();
-    keys.sort();
+    // On the audit's threads for a large list: each thread keys and sorts a run of
+    // whole parts, and the sorted runs are merged (the stable sort finds them).
+    let runs: Vec<Vec<u128>> = in_parts(part_groups(parts, threads, total), &|(first, group)| {
+        let mut keys: Vec<u128> = group
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| {
+                (u128::from(r.first_frame.file) << 96)
+                    | (u128::from(r.first_frame.frame) << 32)
+                    | first.saturating_add(i) as u128
+            })
+            .collect();
+        keys.sort();
+        keys
+    });
+    let keys: Vec<u128> = if runs.len() == 1 {
+        runs.into_iter().flatten().collect()
+    } else {
+        let mut all = runs.concat();
+        all.sort();
+        all
+    };
     if keys.windows(2).any(|w| matches!(w, [a, b] if a >> 32 == b >> 32)) {
         sort_joined(parts);
         return None;

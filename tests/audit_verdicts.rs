@@ -1013,4 +1013,21 @@ fn threaded_passes_give_the_serial_audit() {
     for (threads, json, _) in &audited[1..] {
         assert!(*json == audited[0].1, "{threads} threads differ from 1");
     }
+    // As a run hands them over: in parts (of uneven sizes), which the threads key
+    // and sort a run of parts each before merging.
+    let parts: Vec<Vec<FlowRecord>> = records
+        .chunks(1500)
+        .flat_map(|c| {
+            let (a, b) = c.split_at(c.len() / 3);
+            [a.to_vec(), b.to_vec()]
+        })
+        .collect();
+    for threads in [1usize, 2, 3] {
+        let opts = AuditOptions {
+            threads,
+            ..AuditOptions::default()
+        };
+        let json = serde_json::to_string(&audit_parts(&cat, parts.clone(), &opts, span)).unwrap();
+        assert!(json == audited[0].1, "parts on {threads} threads differ");
+    }
 }
