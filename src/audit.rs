@@ -357,7 +357,7 @@ pub fn audit_parts(
 ) -> Audit {
     parts.retain(|p| !p.is_empty());
     let order = first_frame_order(&mut parts, opts.threads);
-    let direction = direction_check(parts.iter().flatten());
+    let direction = direction_check(&parts, opts.threads);
     let reqs = &catalog.requirements();
     let site = opts.site.as_deref();
     // Profiles chosen by a person: --profile, else the site file's.
@@ -1674,21 +1674,32 @@ fn make_finding(
     }
 }
 
-fn direction_check<'a>(records: impl Iterator<Item = &'a FlowRecord>) -> DirectionCheck {
-    let mut both = 0usize;
-    let mut client_only_answered = 0usize;
-    let mut failed = 0usize;
-    for r in records.filter(|r| r.transport == Transport::Tcp) {
-        let n = weight(r);
-        if r.client_packets > 0 && r.server_packets > 0 {
-            both = both.saturating_add(n);
-        } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3) {
-            client_only_answered = client_only_answered.saturating_add(n);
+fn direction_check(parts: &[Vec<FlowRecord>], threads: usize) -> DirectionCheck {
+    let total = parts.iter().map(Vec::len).fold(0usize, usize::saturating_add);
+    // Counted on the audit's threads for a large list, a run of parts each.
+    let counts = in_parts(part_groups(parts, threads, total), &|(_, group)| {
+        let (mut both, mut client_only_answered, mut failed) = (0usize, 0usize, 0usize);
+        for r in group.iter().flatten().filter(|r| r.transport == Transport::Tcp) {
+            let n = weight(r);
+            if r.client_packets > 0 && r.server_packets > 0 {
+                both = both.saturating_add(n);
+            } else if r.one_direction || (r.outcome == Outcome::Midstream && r.client_packets >= 3)
+            {
+                client_only_answered = client_only_answered.saturating_add(n);
+            }
+            if r.attempt_failed() {
+                failed = failed.saturating_add(n);
+            }
         }
-        if r.attempt_failed() {
-            failed = failed.saturating_add(n);
-        }
-    }
+        [both, client_only_answered, failed]
+    });
+    let [both, client_only_answered, failed] = counts.into_iter().fold([0usize; 3], |a, b| {
+        [
+            a[0].saturating_add(b[0]),
+            a[1].saturating_add(b[1]),
+            a[2].saturating_add(b[2]),
+        ]
+    });
     // One direction: clients keep talking with nothing ever captured back, and
     // (almost) no flow shows both directions.
     let one = client_only_answered > 0 && both.saturating_mul(10) <= client_only_answered;
