@@ -560,6 +560,20 @@ impl Ring {
     }
 }
 
+/// Test hook: with `MDMAUDIT_TEST_READ_AHEAD_PAUSE_MS` set, a worker that read ahead
+/// because it had nothing to walk pauses that long before it looks at the ring
+/// again, which lets the other workers post chunks and the end meanwhile
+/// (tests/robustness.rs checks that no worker then waits for ever).
+fn read_ahead_pause() -> Option<std::time::Duration> {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("MDMAUDIT_TEST_READ_AHEAD_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    })
+}
+
 /// Chunks a worker frames ahead of the one it walks next.
 const FRAME_AHEAD: u64 = 3;
 
@@ -623,6 +637,8 @@ fn run_workers(
     let drive = |me: usize, w: &mut Worker, progress: &mut Option<Progress<'_>>| {
         let lock = || ring.lock().unwrap_or_else(|e| e.into_inner());
         let mut want = 0u64;
+        // A read-ahead found nothing to read since this worker last waited.
+        let mut read_nothing = false;
         let mut g = lock();
         loop {
             if g.failed {
@@ -698,15 +714,24 @@ fn run_workers(
             if g.ended {
                 break;
             }
-            // Nothing to walk and another worker frames: read ahead for it.
-            if let Some(ra) = g.read_ahead.clone() {
-                drop(g);
-                let did = ra.prefetch();
-                g = lock();
-                if did {
+            // Nothing to walk and another worker frames: read ahead for it. The lock
+            // is let go meanwhile, so whatever the read-ahead did, everything is
+            // checked again before waiting: a worker that waited straight after an
+            // empty read-ahead could miss the last chunk or the end being posted
+            // while it read (nobody waited then, so nobody was woken), and wait
+            // for ever.
+            if !read_nothing {
+                if let Some(ra) = g.read_ahead.clone() {
+                    drop(g);
+                    read_nothing = !ra.prefetch();
+                    if let Some(pause) = read_ahead_pause() {
+                        std::thread::sleep(pause);
+                    }
+                    g = lock();
                     continue;
                 }
             }
+            read_nothing = false;
             g.waiting += 1;
             g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
             g.waiting -= 1;

@@ -183,3 +183,71 @@ fn reduced_corruption_run_never_panics_or_hangs() {
     assert!(text.contains("failures        0"), "{text}");
     std::fs::remove_dir_all(&out_dir).ok();
 }
+
+/// The race of issue 4's pipeline that hung a run (2026-12-05): a worker with
+/// nothing to walk reads a block ahead for the framer with the ring unlocked, and
+/// meanwhile the other worker posts the last chunks and the end; a worker that
+/// then waited without looking again waited for ever. The test hook makes every
+/// such read-ahead last 20 ms longer, which hung the old code in 3 runs of 4 on a
+/// 200 MB capture. Here: a capture of about 20 blocks (a real one, repeated), on
+/// 2 threads, must finish and give the report it gives without the pause.
+#[test]
+fn workers_do_not_wait_for_ever_after_reading_ahead() {
+    use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+    let src = shared_pcaps().join("real/zeek__quic_firefox-102.13.0esr-blog-cloudflare-com.pcap");
+    let mut reader = PcapReader::new(std::fs::File::open(&src).expect("open")).expect("pcap");
+    let header = reader.header();
+    let mut packets: Vec<(Duration, u32, Vec<u8>)> = Vec::new();
+    while let Some(p) = reader.next_packet() {
+        let p = p.expect("packet");
+        packets.push((p.timestamp, p.orig_len, p.data.into_owned()));
+    }
+    let span = packets.last().expect("packets").0 - packets[0].0 + Duration::from_secs(1);
+    let big = tmp("read-ahead-race.pcap");
+    {
+        let f = std::io::BufWriter::new(std::fs::File::create(&big).expect("create"));
+        let mut w = PcapWriter::with_header(f, header).expect("writer");
+        for round in 0..40u32 {
+            for (ts, len, data) in &packets {
+                w.write_packet(&PcapPacket::new(*ts + span * round, *len, data))
+                    .expect("write");
+            }
+        }
+    }
+    assert!(std::fs::metadata(&big).expect("size").len() > 16 << 20);
+    let run = |pause: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["audit", big.to_str().expect("utf-8"), "--threads", "2"])
+            .args(["--format", "json", "--fail-on", "never"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(ms) = pause {
+            cmd.env("MDMAUDIT_TEST_READ_AHEAD_PAUSE_MS", ms);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let mut out = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut b);
+            b
+        });
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("a run with a read-ahead pause of {pause:?} ms hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(0), "pause {pause:?}");
+        reader.join().expect("reader")
+    };
+    let plain = run(None);
+    for _ in 0..4 {
+        assert!(run(Some("20")) == plain, "the pause changed the report");
+    }
+    let _ = std::fs::remove_file(&big);
+}
