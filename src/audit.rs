@@ -722,17 +722,19 @@ pub fn audit_parts(
         if !is_active && devs.is_none() {
             continue;
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut worst: Option<Verdict> = None;
-        if let Some(d) = devs {
-            for v in d.values() {
-                let c = counts.entry(v.as_str().to_string()).or_default();
-                *c = c.saturating_add(1);
-                if worst.is_none_or(|w| rank(*v) > rank(w)) {
-                    worst = Some(*v);
-                }
+        // Devices per verdict, by rank (ranks are distinct), then by name.
+        let mut by_rank: [(usize, Option<Verdict>); 7] = [(0, None); 7];
+        for v in devs.into_iter().flat_map(|d| d.values()) {
+            if let Some(slot) = by_rank.get_mut(usize::from(rank(*v))) {
+                slot.0 = slot.0.saturating_add(1);
+                slot.1 = Some(*v);
             }
         }
+        let worst: Option<Verdict> = by_rank.iter().rev().find_map(|(_, v)| *v);
+        let counts: BTreeMap<String, usize> = by_rank
+            .iter()
+            .filter_map(|(n, v)| v.map(|v| (v.as_str().to_string(), *n)))
+            .collect();
         let status = match worst {
             Some(v) => v.as_str().to_string(),
             None if is_active && req.required && req.legacy.is_none() => "missing".to_string(),
