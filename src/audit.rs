@@ -1733,8 +1733,8 @@ fn evidence_for(f: &AuditedFlow, req: Option<usize>) -> Evidence {
         role,
         failed: r.attempt_failed(),
         syn_retransmits: r.syn_retransmits,
-        icmp_reporter: r.icmp.map(|i| i.reporter),
-        admin_prohibited: r.icmp.is_some_and(|i| i.admin_prohibited),
+        icmp_reporter: r.icmp.as_ref().map(|i| i.reporter),
+        admin_prohibited: r.icmp.as_ref().is_some_and(|i| i.admin_prohibited),
         flows: weight(r),
     }
 }

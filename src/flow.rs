@@ -422,7 +422,7 @@ pub struct FlowRecord {
     pub app: Option<AppProto>,
     pub hello: Option<HelloStatus>,
     pub first_frame: FrameRef,
-    pub icmp: Option<IcmpInfo>,
+    pub icmp: Option<Box<IcmpInfo>>,
     /// The client kept talking after its SYN although no answer was ever captured:
     /// the server's side is missing from the capture, not from the network.
     pub one_direction: bool,
@@ -1709,7 +1709,7 @@ impl FlowTable {
             app: f.app,
             hello,
             first_frame: f.first_frame,
-            icmp: f.icmp.map(|b| *b),
+            icmp: f.icmp,
             one_direction,
             ended_by,
             folded: 0,

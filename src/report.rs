@@ -543,7 +543,7 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
                 server: flags_str(r.server_flags),
             }),
             client_hello: r.hello,
-            icmp: r.icmp.map(|i| IcmpOut {
+            icmp: r.icmp.as_ref().map(|i| IcmpOut {
                 ty: i.icmp_type,
                 code: i.code,
                 admin_prohibited: i.admin_prohibited,
@@ -682,7 +682,7 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
         key(out, "client_hello");
         string(out, h.as_str());
     }
-    if let Some(i) = r.icmp {
+    if let Some(i) = r.icmp.as_deref() {
         out.push(b',');
         key(out, "icmp");
         out.extend_from_slice(b"{\"type\":");

@@ -128,15 +128,17 @@ fn rec(frame: u64, client: &str, server: &str, outcome: Outcome, t: i64) -> Flow
         app: None,
         hello: None,
         first_frame,
-        icmp: (outcome == Outcome::Unreachable).then(|| IcmpInfo {
-            icmp_type: 3,
-            code: 13,
-            admin_prohibited: true,
-            frame: FrameRef {
-                file: 0,
-                frame: frame + 1000,
-            },
-            reporter: ip("10.0.0.1"),
+        icmp: (outcome == Outcome::Unreachable).then(|| {
+            Box::new(IcmpInfo {
+                icmp_type: 3,
+                code: 13,
+                admin_prohibited: true,
+                frame: FrameRef {
+                    file: 0,
+                    frame: frame + 1000,
+                },
+                reporter: ip("10.0.0.1"),
+            })
         }),
         one_direction: false,
         ended_by: EndReason::EndOfCapture,

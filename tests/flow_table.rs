@@ -177,7 +177,7 @@ fn icmp_admin_prohibited_quoting_the_syn_is_unreachable() {
     assert_eq!(r.outcome, Outcome::Unreachable);
     assert_eq!(r.client, sa(CLIENT));
     assert_eq!(r.server, sa(SERVER));
-    let i = r.icmp.expect("icmp info");
+    let i = r.icmp.as_deref().expect("icmp info");
     assert_eq!((i.icmp_type, i.code), (3, 13));
     assert!(i.admin_prohibited);
     assert_eq!(i.frame, icmp_frame);
@@ -201,7 +201,7 @@ fn icmp_port_unreachable_is_unreachable_but_not_admin_prohibited() {
     let (records, _) = d.finish();
     let r = &records[0];
     assert_eq!(r.outcome, Outcome::Unreachable);
-    assert!(!r.icmp.expect("icmp info").admin_prohibited);
+    assert!(!r.icmp.as_deref().expect("icmp info").admin_prohibited);
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn icmpv6_admin_prohibited_quoting_the_syn_is_unreachable() {
     let r = &records[0];
     assert_eq!(r.outcome, Outcome::Unreachable);
     assert_eq!(r.client, sa(client));
-    let i = r.icmp.expect("icmp info");
+    let i = r.icmp.as_deref().expect("icmp info");
     assert_eq!((i.icmp_type, i.code), (1, 1));
     assert!(i.admin_prohibited);
     assert_eq!(i.frame, icmp_frame);
@@ -696,7 +696,7 @@ fn icmp_port_unreachable_quoting_a_udp_datagram_makes_it_unreachable() {
     let r = &records[0];
     assert_eq!(r.transport, mdmaudit::model::Transport::Udp);
     assert_eq!(r.outcome, Outcome::Unreachable);
-    let i = r.icmp.expect("icmp info");
+    let i = r.icmp.as_deref().expect("icmp info");
     assert_eq!((i.icmp_type, i.code, i.admin_prohibited), (3, 3, false));
     assert_eq!(stats.icmp_errors_matched, 1);
 }
