@@ -421,12 +421,7 @@ pub fn audit_parts(
         FastMap<(usize, IpAddr), Vec<(Nanos, usize)>>,
         FastSet<(usize, IpAddr)>,
     );
-    let parts: Vec<(usize, &mut [AuditedFlow])> = flows
-        .chunks_mut(size)
-        .enumerate()
-        .map(|(k, part)| (k.saturating_mul(size), part))
-        .collect();
-    let (preferred_failed, preferred_reached) = in_parts(parts, &|(from, part)| {
+    let (preferred_failed, preferred_reached) = in_parts(stretches_mut(&mut flows, size), &|(from, part)| {
         let (mut failed, mut reached): Preferred = (fast_map(), fast_set());
         for (k, f) in part.iter_mut().enumerate() {
             if f.matches.is_empty() {
@@ -466,12 +461,7 @@ pub fn audit_parts(
     // 3. Per-flow verdicts, on stretches of the flows like passes 1b and 2. A
     // fallback's causes are failed flows of the same device, possibly in another
     // stretch: each stretch lists them, and they are marked after.
-    let parts: Vec<(usize, &mut [AuditedFlow])> = flows
-        .chunks_mut(size)
-        .enumerate()
-        .map(|(k, part)| (k.saturating_mul(size), part))
-        .collect();
-    let stretches = in_parts(parts, &|(from, part)| {
+    let stretches = in_parts(stretches_mut(&mut flows, size), &|(from, part)| {
         // Flows whose failure a fallback explains, and fallback -> its causes.
         let mut linked: Vec<usize> = Vec::new();
         let mut links: FastMap<usize, Vec<usize>> = fast_map();
@@ -842,6 +832,20 @@ fn in_parts<J: Send, R: Send>(jobs: Vec<J>, f: &(dyn Fn(J) -> R + Sync)) -> Vec<
         }
         out.into_iter().flatten().collect()
     })
+}
+
+/// `items` in stretches of `size` (the last may be shorter), each with the index of
+/// its first item, for [`in_parts`].
+fn stretches_mut<T>(items: &mut [T], size: usize) -> Vec<(usize, &mut [T])> {
+    let mut from = 0usize;
+    items
+        .chunks_mut(size.max(1))
+        .map(|part| {
+            let at = from;
+            from = at.saturating_add(part.len());
+            (at, part)
+        })
+        .collect()
 }
 
 /// Step 4's tallies over a stretch of the flows; [`Tally::merge`] adds a later
