@@ -484,10 +484,7 @@ fn run_audit(a: AuditArgs) -> i32 {
     }
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return fail(match &a.output {
-                Some(path) => format!("cannot write the report to {}: {e}", path.display()),
-                None => format!("cannot write the report: {e}"),
-            });
+            return fail(write_failed(a.output.as_deref(), &e));
         }
     }
     for i in run.inputs.iter() {
@@ -545,6 +542,14 @@ impl<W: Write> Write for Pieces<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
+    }
+}
+
+/// Why the report could not be written, naming its file (`None`: standard output).
+pub(crate) fn write_failed(output: Option<&std::path::Path>, e: &std::io::Error) -> String {
+    match output {
+        Some(path) => format!("cannot write the report to {}: {e}", path.display()),
+        None => format!("cannot write the report: {e}"),
     }
 }
 

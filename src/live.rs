@@ -1021,13 +1021,7 @@ fn write_final(
     };
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            match &a.output {
-                Some(path) => eprintln!(
-                    "mdmaudit: cannot write the report to {}: {e}",
-                    path.display()
-                ),
-                None => eprintln!("mdmaudit: cannot write the report: {e}"),
-            }
+            eprintln!("mdmaudit: {}", cli::write_failed(a.output.as_deref(), &e));
             return cli::EXIT_USAGE;
         }
     }
