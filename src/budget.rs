@@ -114,7 +114,7 @@ pub struct RecordBudget {
 /// no payload, no ICMP error.
 pub fn is_bare(r: &FlowRecord) -> bool {
     r.name.is_none()
-        && r.sni.is_none()
+        && !r.name_from_hello
         && r.client_payload == 0
         && r.server_payload == 0
         && r.icmp.is_none()
@@ -304,7 +304,7 @@ mod tests {
             server_flags: 0,
             name: None,
             name_source: None,
-            sni: None,
+            name_from_hello: false,
             app: None,
             hello: None,
             first_frame: FrameRef { file: 0, frame: i },

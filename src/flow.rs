@@ -417,8 +417,10 @@ pub struct FlowRecord {
     pub server_flags: u8,
     pub name: Option<String>,
     pub name_source: Option<NameSource>,
-    /// The SNI exactly as read from a ClientHello (TLS over TCP or QUIC).
-    pub sni: Option<String>,
+    /// `name` is the SNI exactly as read from a ClientHello (TLS over TCP or QUIC):
+    /// see [`FlowRecord::sni`]. (The name is kept once: a ClientHello's name is the
+    /// most trusted, so a flow that has one is named by it.)
+    pub name_from_hello: bool,
     pub app: Option<AppProto>,
     pub hello: Option<HelloStatus>,
     pub first_frame: FrameRef,
@@ -445,6 +447,16 @@ impl FlowRecord {
     /// The service answered: a handshake and, if it was reset, data from the server.
     pub fn reached(&self) -> bool {
         self.outcome.reached() && !self.attempt_failed()
+    }
+
+    /// The SNI exactly as read from a ClientHello (TLS over TCP or QUIC), if the flow
+    /// had one: what `tls.client.server_name` reports.
+    pub fn sni(&self) -> Option<&str> {
+        if self.name_from_hello {
+            self.name.as_deref()
+        } else {
+            None
+        }
     }
 }
 
@@ -700,7 +712,8 @@ struct Flow {
     seq: [SeqTrack; 2],
     // Rare or large parts are boxed: a flow table holds up to a million of these.
     name: Option<Box<(String, NameSource)>>,
-    sni: Option<Box<str>>,
+    /// `name` came from a ClientHello (see [`FlowRecord::name_from_hello`]).
+    name_from_hello: bool,
     app: Option<AppProto>,
     hello: Option<HelloStatus>,
     client_stream: ClientStream,
@@ -1180,7 +1193,7 @@ impl FlowTable {
             client_acked_after_syn: false,
             seq: [SeqTrack::default(); 2],
             name: name.map(Box::new),
-            sni: None,
+            name_from_hello: false,
             app: None,
             hello: None,
             client_stream: ClientStream::Fresh,
@@ -1435,9 +1448,7 @@ impl FlowTable {
         };
         f.app = Some(AppProto::Tls);
         if let Some(sni) = info.and_then(|i| i.sni) {
-            let s = sni.as_str().to_string();
-            f.sni = Some(s.as_str().into());
-            set_name(f, s, NameSource::Sni);
+            set_hello_name(f, sni.as_str(), NameSource::Sni);
         }
     }
 
@@ -1568,9 +1579,7 @@ impl FlowTable {
                     f.hello = Some(HelloStatus::Complete);
                 }
                 if let Some(sni) = info.sni {
-                    let s = sni.as_str().to_string();
-                    f.sni = Some(s.as_str().into());
-                    set_name(f, s, NameSource::Quic);
+                    set_hello_name(f, sni.as_str(), NameSource::Quic);
                 }
             }
             quic::QuicState::Failed(e) => {
@@ -1705,7 +1714,7 @@ impl FlowTable {
             server_flags: f.flags[1],
             name,
             name_source,
-            sni: f.sni.map(String::from),
+            name_from_hello: f.name_from_hello,
             app: f.app,
             hello,
             first_frame: f.first_frame,
@@ -1742,6 +1751,16 @@ fn set_name(f: &mut Flow, name: String, src: NameSource) {
     match f.name.as_deref() {
         Some((_, cur)) if *cur <= src => {}
         _ => f.name = Some(Box::new((name, src))),
+    }
+}
+
+/// Name the flow by the server_name of its ClientHello (`src`: `Sni` or `Quic`, the
+/// two most trusted sources, so the name is taken unless the flow already has one
+/// from a ClientHello).
+fn set_hello_name(f: &mut Flow, sni: &str, src: NameSource) {
+    if !f.name_from_hello {
+        set_name(f, sni.to_string(), src);
+        f.name_from_hello = f.name.as_deref().is_some_and(|(_, s)| *s == src);
     }
 }
 

@@ -66,11 +66,11 @@ fn flows_block(
 ) {
     buf.reserve(block.len().saturating_mul(1024));
     for (k, f) in block.iter().enumerate() {
-        // The names are strings elsewhere on the heap: ask for them ahead.
+        // The name (also the SNI, when there is one) is a string elsewhere on the
+        // heap: ask for it ahead.
         if let Some(next) = block.get(k.wrapping_add(4)) {
             let r = &next.record;
             crate::prefetch::prefetch(r.name.as_deref().map(str::as_bytes));
-            crate::prefetch::prefetch(r.sni.as_deref().map(str::as_bytes));
         }
         buf.extend_from_slice(sep(first.saturating_add(k)));
         write_flow_json(buf, f, files);
@@ -521,7 +521,7 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
             packets: r.client_packets.wrapping_add(r.server_packets),
             bytes: r.client_bytes.wrapping_add(r.server_bytes),
         },
-        tls: r.sni.as_deref().map(|sni| Tls {
+        tls: r.sni().map(|sni| Tls {
             client: TlsClient { server_name: sni },
         }),
         rule: (!f.matches.is_empty()).then(|| RuleIds {
@@ -617,7 +617,7 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
     out.extend_from_slice(b",\"bytes\":");
     int(out, r.client_bytes.wrapping_add(r.server_bytes));
     out.push(b'}');
-    if let Some(sni) = r.sni.as_deref() {
+    if let Some(sni) = r.sni() {
         out.extend_from_slice(b",\"tls\":{\"client\":{\"server_name\":");
         string(out, sni);
         out.extend_from_slice(b"}}");

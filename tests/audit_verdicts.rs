@@ -124,7 +124,7 @@ fn rec(frame: u64, client: &str, server: &str, outcome: Outcome, t: i64) -> Flow
         server_flags: sf,
         name: None,
         name_source: None,
-        sni: None,
+        name_from_hello: false,
         app: None,
         hello: None,
         first_frame,
@@ -150,9 +150,7 @@ fn rec(frame: u64, client: &str, server: &str, outcome: Outcome, t: i64) -> Flow
 fn named(mut r: FlowRecord, name: &str, source: NameSource) -> FlowRecord {
     r.name = Some(name.to_string());
     r.name_source = Some(source);
-    if source == NameSource::Sni {
-        r.sni = Some(name.to_string());
-    }
+    r.name_from_hello = source == NameSource::Sni;
     r
 }
 

@@ -351,7 +351,7 @@ fn client_acking_without_captured_syn_ack_is_one_direction_established() {
     assert!(r.one_direction);
     assert_eq!((r.client_packets, r.server_packets), (3, 0));
     assert_eq!(r.rtt_ns, None);
-    assert_eq!(r.sni.as_deref(), Some("courier.push.apple.com"));
+    assert_eq!(r.sni(), Some("courier.push.apple.com"));
     assert_eq!(r.name_source, Some(NameSource::Sni));
 }
 
@@ -402,7 +402,7 @@ fn dns_answer_names_a_later_flow_through_the_cname_chain() {
     let apns = one_to(&records, "17.57.146.20:5223");
     assert_eq!(apns.name.as_deref(), Some("courier.push.apple.com"));
     assert_eq!(apns.name_source, Some(NameSource::Dns));
-    assert_eq!(apns.sni, None);
+    assert_eq!(apns.sni(), None);
     assert_eq!((stats.dns_responses, stats.dns_answers), (1, 1));
     assert_eq!(stats.dns_malformed, 0);
 }
@@ -428,7 +428,7 @@ fn sni_overrides_a_dns_name() {
     let r = one_to(&records, s);
     assert_eq!(r.name.as_deref(), Some("7-courier.push.apple.com"));
     assert_eq!(r.name_source, Some(NameSource::Sni));
-    assert_eq!(r.sni.as_deref(), Some("7-courier.push.apple.com"));
+    assert_eq!(r.sni(), Some("7-courier.push.apple.com"));
     assert_eq!(r.app, Some(AppProto::Tls));
     assert_eq!(r.hello, Some(HelloStatus::Complete));
     assert_eq!(stats.hello_complete, 1);
@@ -454,7 +454,7 @@ fn client_hello_in_three_segments_delivered_1_3_2_yields_the_sni() {
     let (records, stats) = d.finish();
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!(r.sni.as_deref(), Some("courier.push.apple.com"));
+    assert_eq!(r.sni(), Some("courier.push.apple.com"));
     assert_eq!(r.name.as_deref(), Some("courier.push.apple.com"));
     assert_eq!(r.name_source, Some(NameSource::Sni));
     assert_eq!(r.hello, Some(HelloStatus::Complete));
@@ -477,7 +477,7 @@ fn http_host_header_names_the_flow() {
     assert_eq!(r.name.as_deref(), Some("mdm.example.org"));
     assert_eq!(r.name_source, Some(NameSource::Http));
     assert_eq!(r.app, Some(AppProto::Http));
-    assert_eq!(r.sni, None);
+    assert_eq!(r.sni(), None);
 }
 
 #[test]
@@ -750,7 +750,7 @@ fn client_hello_cut_by_snaplen_after_the_sni_still_names_the_flow() {
     d.feed(22 * MS, &full[..headers + 200]);
     let (records, stats) = d.finish();
     let r = &records[0];
-    assert_eq!(r.sni.as_deref(), Some("courier.push.apple.com"));
+    assert_eq!(r.sni(), Some("courier.push.apple.com"));
     assert_eq!(r.name_source, Some(NameSource::Sni));
     assert_eq!(r.hello, Some(HelloStatus::Partial));
     assert_eq!((stats.hello_partial, stats.hello_complete), (1, 0));
@@ -779,7 +779,7 @@ fn client_hello_cut_by_snaplen_before_the_sni_gives_no_name() {
     d.feed(22 * MS, &full[..54 + 160]);
     let (records, _) = d.finish();
     let r = &records[0];
-    assert_eq!(r.sni, None);
+    assert_eq!(r.sni(), None);
     assert_eq!(r.name, None);
     assert_eq!(r.app, Some(AppProto::Tls));
 }

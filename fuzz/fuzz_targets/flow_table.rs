@@ -13,7 +13,7 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use mdmaudit::decode::{decode, Decoded, IcmpError, TcpSegment, UdpDatagram, L4};
-use mdmaudit::flow::{FlowConfig, FlowRecord, FlowTable, FrameRef, PacketCtx, PortSet};
+use mdmaudit::flow::{FlowConfig, FlowRecord, FlowTable, FrameRef, NameSource, PacketCtx, PortSet};
 use mdmaudit::model::Transport;
 use mdmaudit_fuzz::{
     check_name_text, linktype_of, RecordHead, Synthetic, TableLimits, HOSTS, PORTS, START_NS,
@@ -77,9 +77,14 @@ fn synthetic<'a>(s: &Synthetic, payload: &'a [u8]) -> Decoded<'a> {
 
 fn check_records(records: &[FlowRecord]) {
     for r in records {
-        for text in [&r.name, &r.sni].into_iter().flatten() {
+        if let Some(text) = &r.name {
             check_name_text(text);
         }
+        assert!(
+            !r.name_from_hello
+                || matches!(r.name_source, Some(NameSource::Sni | NameSource::Quic)),
+            "a ClientHello's name with another source"
+        );
         assert_eq!(
             r.name.is_some(),
             r.name_source.is_some(),
