@@ -125,7 +125,12 @@ impl ReadAhead {
 
     /// Read block `n` into `buf` (any length; resized to [`BUFFER_BYTES`]).
     fn read_block(&self, n: u64, mut buf: Vec<u8>) -> std::io::Result<Block> {
-        // A recycled buffer already has the length: nothing is written here then.
+        // A recycled buffer already has the length: nothing is written here then. A
+        // new one comes zeroed from the allocator (calloc: fresh pages from the
+        // kernel are not cleared a second time), not filled by resize.
+        if buf.capacity() < BUFFER_BYTES {
+            buf = vec![0; BUFFER_BYTES];
+        }
         buf.resize(BUFFER_BYTES, 0);
         let offset = n
             .saturating_mul(BLOCK_BYTES as u64)
