@@ -241,6 +241,11 @@ pub struct AuditArgs {
     /// report is the same whatever the number.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Leave the flow workers to the scheduler instead of pinning each to a CPU of
+    /// its own while reading (pinning happens only when the workers are as many as
+    /// the CPUs the process may use).
+    #[arg(long)]
+    pub no_pin: bool,
     /// How capture files are read.
     #[arg(long, value_enum, default_value_t = ReaderArg::Fast)]
     pub reader: ReaderArg,
@@ -417,6 +422,7 @@ fn run_audit(a: AuditArgs) -> i32 {
             flow: cfg,
             threads,
             max_records: a.max_records,
+            pin: !a.no_pin,
         },
         if stderr_tty {
             Some(&mut progress)

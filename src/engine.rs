@@ -245,6 +245,9 @@ pub struct EngineConfig {
     /// Finished flow records kept in full (shared out between the workers); see
     /// [`RecordBudget`].
     pub max_records: usize,
+    /// Offline runs: pin each worker to a CPU of its own while reading, when the
+    /// workers are as many as the CPUs ([`crate::threads::pin_worker`]).
+    pub pin: bool,
 }
 
 /// Progress callback: (input index, frames read so far in it).
@@ -743,13 +746,19 @@ fn run_workers(
                 let (drive, new_worker, ring, cv) = (&drive, &new_worker, &ring, &cv);
                 crate::threads::spawn_scoped(s, format!("mdmaudit-worker-{i}"), move || {
                     let _guard = FailGuard { ring, cv };
+                    let pin = cfg.pin.then(|| crate::threads::pin_worker(i, threads));
                     let mut w = new_worker(i);
                     drive(i, &mut w, &mut None);
-                    w.finish()
+                    let w = w.finish();
+                    drop(pin);
+                    w
                 })
                 .expect("spawn a worker thread")
             })
             .collect();
+        // Pinned while reading only: helpers spawned later (the audit's, the report's)
+        // inherit this thread's affinity.
+        let pin = cfg.pin.then(|| crate::threads::pin_worker(0, threads));
         let mut w0 = new_worker(0);
         {
             let _guard = FailGuard {
@@ -758,6 +767,7 @@ fn run_workers(
             };
             drive(0, &mut w0, &mut progress);
         }
+        drop(pin);
         let mut all = vec![w0.finish()];
         all.extend(
             handles

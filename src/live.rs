@@ -658,6 +658,8 @@ pub fn run(a: LiveArgs) -> i32 {
         flow: fcfg,
         threads,
         max_records: usize::MAX,
+        // Live workers are fed by the capture thread (`Pipeline`), never pinned.
+        pin: false,
     }) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot start worker threads: {e}")),

@@ -25,6 +25,7 @@ fn audited(catalog: &Catalog, cap: &std::path::Path) -> Option<(String, Audit, O
         flow: FlowConfig::default(),
         threads: 1,
         max_records: 250_000,
+        pin: false,
     };
     let mut res = run(vec![input], cfg, None);
     let span = res.capture.first_ts.zip(res.capture.last_ts);
