@@ -170,6 +170,30 @@ pub fn pin_worker(n: usize, workers: usize) -> Pinned {
     }
 }
 
+/// The CPUs the calling thread may run on (its affinity set), in increasing order;
+/// None where the system does not say.
+pub fn cpus() -> Option<Vec<usize>> {
+    #[cfg(target_os = "linux")]
+    {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the call gets
+        // its true size and only reads the calling thread's affinity.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut set) != 0 {
+                return None;
+            }
+            Some(
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&c| libc::CPU_ISSET(c, &set))
+                    .collect(),
+            )
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -177,15 +201,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     fn affinity() -> Vec<usize> {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: as in leave_cpu.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .collect()
-        }
+        cpus().expect("sched_getaffinity")
     }
 
     #[test]

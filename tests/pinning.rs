@@ -9,16 +9,7 @@ use mdmaudit::flow::FlowConfig;
 
 /// The CPUs the calling thread may run on.
 fn affinity() -> Vec<usize> {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the call gets its
-    // true size and only reads the calling thread's affinity.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
+    mdmaudit::threads::cpus().expect("sched_getaffinity")
 }
 
 fn run_on(path: &str, threads: usize, pin: bool) -> RunResult {
