@@ -73,25 +73,18 @@ fn leave_cpu(parent: Option<usize>) {
         let Some(parent) = parent else {
             return;
         };
-        if current_cpu() != Some(parent) || parent >= libc::CPU_SETSIZE as usize {
+        if current_cpu() != Some(parent) {
             return;
         }
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the calls get
-        // its true size and only touch the calling thread's affinity.
-        unsafe {
-            let mut all: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size, &mut all) != 0 {
-                return;
-            }
-            let mut others = all;
-            libc::CPU_CLR(parent, &mut others);
-            if libc::CPU_COUNT(&others) == 0 {
-                return;
-            }
-            if libc::sched_setaffinity(0, size, &others) == 0 {
-                libc::sched_setaffinity(0, size, &all);
-            }
+        let Some(all) = affinity::get() else {
+            return;
+        };
+        let others = affinity::without(&all, parent);
+        if affinity::members(&others).next().is_none() {
+            return;
+        }
+        if affinity::set(&others) {
+            affinity::set(&all);
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -109,12 +102,7 @@ impl Drop for Pinned {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
         if let Some(before) = self.before.take() {
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            // SAFETY: `before` is the set sched_getaffinity returned; only the calling
-            // thread's affinity changes.
-            unsafe {
-                libc::sched_setaffinity(0, size, &before);
-            }
+            affinity::set(&before);
         }
     }
 }
@@ -139,29 +127,20 @@ pub fn pin_worker(n: usize, workers: usize) -> Pinned {
         if workers < 2 || n >= workers {
             return unpinned;
         }
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the calls get
-        // its true size and only touch the calling thread's affinity.
-        unsafe {
-            let mut all: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size, &mut all) != 0
-                || usize::try_from(libc::CPU_COUNT(&all)).ok() != Some(workers)
-            {
-                return unpinned;
-            }
-            let Some(cpu) = (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &all))
-                .nth(n)
-            else {
-                return unpinned;
-            };
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut one);
-            if libc::sched_setaffinity(0, size, &one) != 0 {
-                return unpinned;
-            }
-            Pinned { before: Some(all) }
+        let Some(all) = affinity::get() else {
+            return unpinned;
+        };
+        let mut members = affinity::members(&all);
+        if members.clone().count() != workers {
+            return unpinned;
         }
+        let Some(cpu) = members.nth(n) else {
+            return unpinned;
+        };
+        if !affinity::set(&affinity::only(cpu)) {
+            return unpinned;
+        }
+        Pinned { before: Some(all) }
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -175,23 +154,66 @@ pub fn pin_worker(n: usize, workers: usize) -> Pinned {
 pub fn cpus() -> Option<Vec<usize>> {
     #[cfg(target_os = "linux")]
     {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the call gets
-        // its true size and only reads the calling thread's affinity.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size, &mut set) != 0 {
-                return None;
-            }
-            Some(
-                (0..libc::CPU_SETSIZE as usize)
-                    .filter(|&c| libc::CPU_ISSET(c, &set))
-                    .collect(),
-            )
-        }
+        affinity::get().map(|set| affinity::members(&set).collect())
     }
     #[cfg(not(target_os = "linux"))]
     None
+}
+
+/// The calling thread's CPU affinity set (sched_getaffinity(2) and the CPU_* macros),
+/// behind safe functions.
+#[cfg(target_os = "linux")]
+mod affinity {
+    pub(super) type Set = libc::cpu_set_t;
+
+    const SIZE: usize = std::mem::size_of::<Set>();
+
+    /// The calling thread's set, if the system says.
+    pub(super) fn get() -> Option<Set> {
+        // SAFETY: cpu_set_t is plain data (all-zero is the empty set); the call gets
+        // its true size and only writes it.
+        unsafe {
+            let mut set: Set = std::mem::zeroed();
+            (libc::sched_getaffinity(0, SIZE, &mut set) == 0).then_some(set)
+        }
+    }
+
+    /// Make `set` the calling thread's; false when the system refuses.
+    pub(super) fn set(set: &Set) -> bool {
+        // SAFETY: the call reads `set` (of its true size) and changes only the
+        // calling thread's affinity.
+        unsafe { libc::sched_setaffinity(0, SIZE, set) == 0 }
+    }
+
+    /// The CPUs of `set`, in increasing order.
+    pub(super) fn members(set: &Set) -> impl Iterator<Item = usize> + Clone + '_ {
+        // SAFETY: CPU_ISSET only reads the set, for c below CPU_SETSIZE.
+        (0..libc::CPU_SETSIZE as usize).filter(move |&c| unsafe { libc::CPU_ISSET(c, set) })
+    }
+
+    /// `set` without CPU `cpu`.
+    pub(super) fn without(set: &Set, cpu: usize) -> Set {
+        let mut rest = *set;
+        if cpu < libc::CPU_SETSIZE as usize {
+            // SAFETY: CPU_CLR only writes the set (it would index past it for CPUs
+            // beyond CPU_SETSIZE, hence the check).
+            unsafe { libc::CPU_CLR(cpu, &mut rest) };
+        }
+        rest
+    }
+
+    /// The set of CPU `cpu` alone (empty for a CPU beyond CPU_SETSIZE).
+    pub(super) fn only(cpu: usize) -> Set {
+        // SAFETY: all-zero is the empty set; CPU_SET only writes the set, for a CPU
+        // below CPU_SETSIZE (checked: it would index past it otherwise).
+        unsafe {
+            let mut one: Set = std::mem::zeroed();
+            if cpu < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut one);
+            }
+            one
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +264,20 @@ mod tests {
             let _kept = pin_worker(n, workers);
             assert_eq!(affinity(), before, "worker {n} of {workers}");
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn cpu_sets_take_any_cpu_number() {
+        let all = affinity::get().unwrap();
+        let members = |s: &affinity::Set| affinity::members(s).collect::<Vec<_>>();
+        let first = members(&all)[0];
+        assert!(!members(&affinity::without(&all, first)).contains(&first));
+        assert_eq!(members(&affinity::only(first)), [first]);
+        // CPU numbers past the set's capacity are not in it (and do not panic).
+        let past = libc::CPU_SETSIZE as usize + 3;
+        assert_eq!(members(&affinity::without(&all, past)), members(&all));
+        assert!(members(&affinity::only(past)).is_empty());
     }
 
     #[test]
