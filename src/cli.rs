@@ -415,7 +415,7 @@ fn run_audit(a: AuditArgs) -> i32 {
     };
     let timings = std::env::var_os("MDMAUDIT_TIMINGS").is_some();
     let t_run = std::time::Instant::now();
-    let f_run = minor_faults();
+    let f_run = usage();
     let run = engine::run(
         inputs,
         EngineConfig {
@@ -448,10 +448,10 @@ fn run_audit(a: AuditArgs) -> i32 {
     let mut run = run;
     let parts = std::mem::take(&mut run.record_parts);
     let t_audit = std::time::Instant::now();
-    let f_audit = minor_faults();
+    let f_audit = usage();
     let audit = audit::audit_parts(&catalog, parts, &opts, span);
     let t_report = std::time::Instant::now();
-    let f_report = minor_faults();
+    let f_report = usage();
     let color = a
         .report
         .colored(a.output.is_some(), std::io::stdout().is_terminal());
@@ -476,16 +476,20 @@ fn run_audit(a: AuditArgs) -> i32 {
         None => write_stdout(|w| sink.write_report(&input, w)),
     };
     if timings {
-        let f_end = minor_faults();
+        let f_end = usage();
         eprintln!(
             "mdmaudit: timings: packets {:.3} s, audit {:.3} s, report {:.3} s; \
+             CPU: packets {:.3} s, audit {:.3} s, report {:.3} s; \
              page faults: packets {}, audit {}, report {}",
             (t_audit - t_run).as_secs_f64(),
             (t_report - t_audit).as_secs_f64(),
             t_report.elapsed().as_secs_f64(),
-            f_audit.saturating_sub(f_run),
-            f_report.saturating_sub(f_audit),
-            f_end.saturating_sub(f_report),
+            f_audit.1 - f_run.1,
+            f_report.1 - f_audit.1,
+            f_end.1 - f_report.1,
+            f_audit.0.saturating_sub(f_run.0),
+            f_report.0.saturating_sub(f_audit.0),
+            f_end.0.saturating_sub(f_report.0),
         );
     }
     if let Err(e) = written {
@@ -514,16 +518,22 @@ fn run_audit(a: AuditArgs) -> i32 {
 
 /// Minor page faults of the process so far (first touches of memory; for
 /// `MDMAUDIT_TIMINGS`). Zero where getrusage(2) is not available.
-fn minor_faults() -> u64 {
+/// The process's minor page faults and CPU time (user + system, in seconds) so far,
+/// for `MDMAUDIT_TIMINGS`.
+fn usage() -> (u64, f64) {
     #[cfg(unix)]
     {
         // SAFETY: getrusage only writes the struct it is given, which is plain data.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
-            return u64::try_from(ru.ru_minflt).unwrap_or(0);
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            return (
+                u64::try_from(ru.ru_minflt).unwrap_or(0),
+                secs(ru.ru_utime) + secs(ru.ru_stime),
+            );
         }
     }
-    0
+    (0, 0.0)
 }
 
 /// Bytes per write(2) of a report.
