@@ -228,16 +228,27 @@ impl Lists<'_> {
 
     /// Write `order`'s lists, `between[k]` after list k, formatting every block on
     /// the report's threads: the findings of a large capture format alongside its
-    /// flows instead of before them.
+    /// flows instead of before them. `head` and `tail`, when given, are made as the
+    /// first and the last block, on those threads too: the report's summary (a
+    /// few milliseconds of building and formatting for a large capture) is made
+    /// while the first blocks of the lists are formatted, not before them.
     fn write(
         &self,
         out: &mut dyn Write,
         order: [List; 2],
         between: [&'static [u8]; 2],
+        head: Option<&Piece<'_>>,
+        tail: Option<&Piece<'_>>,
     ) -> io::Result<()> {
         let [a, b] = order;
         let (na, nb) = (self.blocks(a), self.blocks(b));
+        let first = usize::from(head.is_some());
+        // Blocks of the lists and the two separators, after the head.
+        let middle = na.saturating_add(nb).saturating_add(2);
         let format = |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
+            let Some(i) = i.checked_sub(first) else {
+                return head.map_or(Ok(()), |h| h(buf));
+            };
             if i < na {
                 self.format(a, i, buf)
             } else if i == na {
@@ -245,19 +256,27 @@ impl Lists<'_> {
                 Ok(())
             } else if i <= na.saturating_add(nb) {
                 self.format(b, i.saturating_sub(na).saturating_sub(1), buf)
-            } else {
+            } else if i < middle {
                 buf.extend_from_slice(between[1]);
                 Ok(())
+            } else {
+                tail.map_or(Ok(()), |t| t(buf))
             }
         };
         write_blocks(
             out,
-            na.saturating_add(nb).saturating_add(2),
+            first
+                .saturating_add(middle)
+                .saturating_add(usize::from(tail.is_some())),
             self.r.threads,
             &format,
         )
     }
 }
+
+/// A part of a report made into a buffer on any of the report's threads (its head
+/// or its tail).
+type Piece<'a> = dyn Fn(&mut Vec<u8>) -> io::Result<()> + Sync + 'a;
 
 /// A report writer for one format.
 pub trait Sink {
@@ -1020,14 +1039,17 @@ pub struct JsonSink;
 impl Sink for JsonSink {
     fn write_report(&mut self, r: &ReportInput<'_>, out: &mut dyn Write) -> io::Result<()> {
         let files = files(r);
-        let head = serde_json::to_string_pretty(&summary_value(r))?;
-        // "{ ...fields... \n}" -> keep the fields, append the two arrays.
-        let body = head
-            .strip_suffix('}')
-            .map(|h| h.trim_end())
-            .unwrap_or(&head);
-        out.write_all(body.as_bytes())?;
-        out.write_all(b",\n  \"findings\": [")?;
+        let head = |buf: &mut Vec<u8>| -> io::Result<()> {
+            let head = serde_json::to_string_pretty(&summary_value(r))?;
+            // "{ ...fields... \n}" -> keep the fields, append the two arrays.
+            let body = head
+                .strip_suffix('}')
+                .map(|h| h.trim_end())
+                .unwrap_or(&head);
+            buf.extend_from_slice(body.as_bytes());
+            buf.extend_from_slice(b",\n  \"findings\": [");
+            Ok(())
+        };
         let sep = |i: usize| -> &'static [u8] {
             if i == 0 {
                 b"\n    "
@@ -1055,6 +1077,8 @@ impl Sink for JsonSink {
             out,
             [List::Findings, List::Flows],
             [findings_end, flows_end],
+            Some(&head),
+            None,
         )
     }
 }
@@ -1072,21 +1096,30 @@ impl Sink for NdjsonSink {
             sep: &none,
             end: b"\n",
         };
-        lists.write(out, [List::Flows, List::Findings], [b"", b""])?;
-        let mut summary = summary_value(r);
-        if let Value::Object(m) = &mut summary {
-            m.insert(
-                "@timestamp".into(),
-                json!(iso_time(r.run.capture.first_ts.unwrap_or(0))),
-            );
-            m.insert(
-                "event".into(),
-                json!({"kind": "metric", "category": ["network"], "type": ["info"]}),
-            );
-            m.insert("mdmaudit".into(), json!({"record": "summary"}));
-        }
-        serde_json::to_writer(&mut *out, &summary)?;
-        out.write_all(b"\n")
+        let summary = |buf: &mut Vec<u8>| -> io::Result<()> {
+            let mut summary = summary_value(r);
+            if let Value::Object(m) = &mut summary {
+                m.insert(
+                    "@timestamp".into(),
+                    json!(iso_time(r.run.capture.first_ts.unwrap_or(0))),
+                );
+                m.insert(
+                    "event".into(),
+                    json!({"kind": "metric", "category": ["network"], "type": ["info"]}),
+                );
+                m.insert("mdmaudit".into(), json!({"record": "summary"}));
+            }
+            serde_json::to_writer(&mut *buf, &summary)?;
+            buf.push(b'\n');
+            Ok(())
+        };
+        lists.write(
+            out,
+            [List::Flows, List::Findings],
+            [b"", b""],
+            None,
+            Some(&summary),
+        )
     }
 }
 
