@@ -517,8 +517,6 @@ fn run_audit(a: AuditArgs) -> i32 {
     code
 }
 
-/// Minor page faults of the process so far (first touches of memory; for
-/// `MDMAUDIT_TIMINGS`). Zero where getrusage(2) is not available.
 /// Lets glibc's allocator keep memory freed by one phase of an offline run for the
 /// next instead of giving it back to the kernel at once.
 ///
@@ -541,8 +539,9 @@ fn keep_freed_memory() {
     }
 }
 
-/// The process's minor page faults and CPU time (user + system, in seconds) so far,
-/// for `MDMAUDIT_TIMINGS`.
+/// The process's minor page faults (first touches of memory) and CPU time (user +
+/// system, in seconds) so far, for `MDMAUDIT_TIMINGS`; zeros where getrusage(2) is
+/// not available.
 fn usage() -> (u64, f64) {
     #[cfg(unix)]
     {
