@@ -97,12 +97,21 @@ fn findings_block(
 }
 
 /// Write `blocks` blocks of output in order, block `i` made by `format(i, buf)` into
-/// an empty `buf`, formatting them on `threads` threads.
+/// an empty `buf`, formatting them on `threads` threads: this one and `threads - 1`
+/// helpers.
 ///
-/// Buffers are recycled: a formatted block goes back to its formatter once written,
-/// so the run touches a few blocks' worth of fresh memory instead of faulting in
-/// (and zeroing) a new buffer per block, and the block written next is still in
-/// cache when the kernel copies it.
+/// Blocks are not dealt out in advance: each thread takes the next block nobody has
+/// started, so a thread that is behind never holds up the others (dealt round-robin,
+/// the writer waited for the one block a slow formatter had not finished while the
+/// other formatter sat on full buffers). This thread writes the blocks in order
+/// (writing, a copy into the page cache, costs about half as much as formatting)
+/// and, rather than wait for the next one, formats one itself: with one helper per
+/// other core no thread is ever runnable without a CPU.
+///
+/// Blocks are made at most [`AHEAD`] past the last one written, and their buffers
+/// are recycled: the run touches a few blocks' worth of fresh memory instead of
+/// faulting in (and zeroing) a new buffer per block, and the block written next is
+/// still in cache when the kernel copies it.
 fn write_blocks(
     out: &mut dyn Write,
     blocks: usize,
@@ -119,60 +128,155 @@ fn write_blocks(
         }
         return Ok(());
     }
-    // Formatter k formats blocks k, k + threads, ... into its own queue; this thread
-    // takes them in block order and writes them, so that writing (a copy into the
-    // page cache, as costly as formatting) overlaps formatting. A formatter has at
-    // most BUFFERS buffers (one it fills, one queued, one being written) and waits
-    // for one to come back rather than make another: every new buffer is memory
-    // fresh to the process, whose first touch costs more than formatting into it
-    // on the VMs measured.
-    const BUFFERS: usize = 3;
+    let ahead = threads.saturating_mul(2).saturating_add(1);
+    let shared = BlockQueue {
+        state: std::sync::Mutex::new(Blocks {
+            next: 0,
+            written: 0,
+            ready: std::collections::BTreeMap::new(),
+            spare: Vec::new(),
+            stop: false,
+        }),
+        cv: std::sync::Condvar::new(),
+        blocks,
+        ahead,
+    };
     std::thread::scope(|sc| -> io::Result<()> {
-        let mut queues = Vec::with_capacity(threads);
-        for k in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(1);
-            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(BUFFERS);
-            queues.push((rx, back_tx));
-            let spawned = crate::threads::spawn_scoped(sc, "mdmaudit-report".into(), move || {
-                let mut made = 0usize;
-                for i in (k..blocks).step_by(threads) {
-                    let mut buf = match back_rx.try_recv() {
-                        Ok(b) => b,
-                        Err(_) if made < BUFFERS => {
-                            made = made.saturating_add(1);
-                            Vec::new()
-                        }
-                        // The writer holds them all: it gives one back after
-                        // writing it (or has gone away, a write having failed).
-                        Err(_) => match back_rx.recv() {
-                            Ok(b) => b,
-                            Err(_) => return,
-                        },
-                    };
-                    buf.clear();
-                    let block = format(i, &mut buf).map(|()| buf);
-                    // The writer went away (a write failed): stop.
-                    if tx.send(block).is_err() {
-                        return;
-                    }
+        // Helpers stop (and the scope can end) however this thread leaves.
+        let _stop = StopGuard(&shared, true);
+        for _ in 1..threads {
+            let shared = &shared;
+            // A helper that cannot start leaves its share to the others.
+            let _ = crate::threads::spawn_scoped(sc, "mdmaudit-report".into(), move || {
+                let _stop = StopGuard(shared, false);
+                while let Some((i, mut buf)) = shared.claim(true) {
+                    let r = format(i, &mut buf).map(|()| buf);
+                    shared.done(i, r);
                 }
             });
-            spawned?;
         }
         for i in 0..blocks {
-            let (rx, back) = queues
-                .get(i % threads)
-                .ok_or_else(|| io::Error::other("a formatting thread failed"))?;
-            let buf = rx
-                .recv()
-                .map_err(|_| io::Error::other("a formatting thread failed"))??;
+            let buf = loop {
+                if let Some(r) = shared.take(i)? {
+                    break r?;
+                }
+                // Block `i` is not ready: make one (perhaps `i` itself) meanwhile.
+                if let Some((j, mut buf)) = shared.claim(false) {
+                    let r = format(j, &mut buf).map(|()| buf);
+                    shared.done(j, r);
+                } else {
+                    shared.wait_for(i)?;
+                }
+            };
             out.write_all(&buf)?;
-            // Never full (a formatter has at most BUFFERS); a finished formatter just
-            // drops it.
-            let _ = back.try_send(buf);
+            shared.written(i, buf);
         }
         Ok(())
     })
+}
+
+/// Blocks of a report between its formatting threads and its writer.
+struct BlockQueue {
+    state: std::sync::Mutex<Blocks>,
+    cv: std::sync::Condvar,
+    blocks: usize,
+    /// Blocks made at most this many past the last one written.
+    ahead: usize,
+}
+
+struct Blocks {
+    /// The next block nobody has started.
+    next: usize,
+    /// Blocks written so far.
+    written: usize,
+    /// Made and not yet written.
+    ready: std::collections::BTreeMap<usize, io::Result<Vec<u8>>>,
+    /// Buffers of written blocks, for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// The writer is gone (done, or a write failed), or a helper died: stop.
+    stop: bool,
+}
+
+impl BlockQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next block to make and an empty buffer for it; None when every block is
+    /// started (or on stop). A helper (`wait`) waits while the next block is too
+    /// far ahead of the writer; the writer does not.
+    fn claim(&self, wait: bool) -> Option<(usize, Vec<u8>)> {
+        let mut g = self.lock();
+        loop {
+            if g.stop || g.next >= self.blocks {
+                return None;
+            }
+            if g.next < g.written.saturating_add(self.ahead) {
+                break;
+            }
+            if !wait {
+                return None;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        let i = g.next;
+        g.next = i.saturating_add(1);
+        let mut buf = g.spare.pop().unwrap_or_default();
+        drop(g);
+        buf.clear();
+        Some((i, buf))
+    }
+
+    /// Block `i` is made.
+    fn done(&self, i: usize, r: io::Result<Vec<u8>>) {
+        self.lock().ready.insert(i, r);
+        self.cv.notify_all();
+    }
+
+    /// Block `i` if it is made.
+    fn take(&self, i: usize) -> io::Result<Option<io::Result<Vec<u8>>>> {
+        let mut g = self.lock();
+        match g.ready.remove(&i) {
+            Some(r) => Ok(Some(r)),
+            None if g.stop => Err(io::Error::other("a formatting thread failed")),
+            None => Ok(None),
+        }
+    }
+
+    /// Wait until block `i` is made (another thread has started it).
+    fn wait_for(&self, i: usize) -> io::Result<()> {
+        let mut g = self.lock();
+        while !g.ready.contains_key(&i) {
+            if g.stop {
+                return Err(io::Error::other("a formatting thread failed"));
+            }
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Block `i` is written; its buffer can take another.
+    fn written(&self, i: usize, buf: Vec<u8>) {
+        let mut g = self.lock();
+        g.written = i.saturating_add(1);
+        g.spare.push(buf);
+        drop(g);
+        self.cv.notify_all();
+    }
+}
+
+/// Stops a [`BlockQueue`] when dropped: the writer's, when it is done or a write
+/// failed (helpers waiting for room stop waiting); a helper's, only if it unwinds
+/// (the block it took would never come).
+struct StopGuard<'a>(&'a BlockQueue, bool);
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        if self.1 || std::thread::panicking() {
+            self.0.lock().stop = true;
+            self.0.cv.notify_all();
+        }
+    }
 }
 
 /// The report's lists after its head: the flows and the findings, in `order`, as
@@ -1578,5 +1682,121 @@ impl Sink for TextSink {
             }
         }
         out.write_all(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod tests {
+    use super::write_blocks;
+    use std::io::{self, Write};
+
+    /// Block `i`: its number and a length that varies, so that blocks finish out of
+    /// order on several threads.
+    fn block(i: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+        if i % 7 == 3 {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
+        for _ in 0..(i * 37) % 1000 + 1 {
+            write!(buf, "{i},")?;
+        }
+        buf.push(b'\n');
+        Ok(())
+    }
+
+    fn expected(blocks: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        for i in 0..blocks {
+            block(i, &mut all).unwrap();
+        }
+        all
+    }
+
+    #[test]
+    fn blocks_come_out_in_order_on_any_number_of_threads() {
+        for blocks in [0, 1, 2, 3, 10, 101] {
+            for threads in [1, 2, 3, 5, 16] {
+                let mut out = Vec::new();
+                write_blocks(&mut out, blocks, threads, &block).unwrap();
+                assert_eq!(out, expected(blocks), "{blocks} blocks, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_that_fails_fails_the_write_and_nothing_after_it_is_written() {
+        for threads in [1, 2, 4] {
+            let failing = |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
+                if i == 17 {
+                    return Err(io::Error::other("block 17"));
+                }
+                block(i, buf)
+            };
+            let mut out = Vec::new();
+            let e = write_blocks(&mut out, 60, threads, &failing).unwrap_err();
+            assert_eq!(e.to_string(), "block 17");
+            assert_eq!(out, expected(17), "{threads} threads");
+        }
+    }
+
+    /// Accepts `room` bytes, then fails every write.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::other("disk full"));
+            }
+            let n = b.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A failed write ends the run with its error: the helpers, some of them
+    /// waiting for room ahead of the writer, stop instead of waiting for ever.
+    #[test]
+    fn a_failed_write_stops_every_thread() {
+        for threads in [2, 3, 8] {
+            let mut out = Full { room: 5000 };
+            let e = write_blocks(&mut out, 500, threads, &block).unwrap_err();
+            assert_eq!(e.to_string(), "disk full");
+        }
+    }
+
+    /// A helper that dies is an error for the writer, not a wait for its block.
+    #[test]
+    fn a_helper_that_panics_does_not_leave_the_writer_waiting() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| {
+                let main = std::thread::current().id();
+                let dies = move |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
+                    if std::thread::current().id() != main {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        panic!("formatter {i} dies");
+                    }
+                    block(i, buf)
+                };
+                let mut out = Vec::new();
+                write_blocks(&mut out, 50, 2, &dies)
+            });
+            // The scope re-raises the helper's panic once the writer has returned.
+            let _ = tx.send(r.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the writer returned");
+        assert!(panicked);
     }
 }
