@@ -295,6 +295,7 @@ pub enum RulesCommand {
 /// right after: an audit leaves its flow records to the end of the process rather
 /// than freeing them one by one.
 pub fn main() -> i32 {
+    let _ = STARTED.set(std::time::Instant::now());
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -313,6 +314,9 @@ pub fn main() -> i32 {
         Command::Live(l) => crate::live::run(l),
     }
 }
+
+/// When [`main`] was entered (for `MDMAUDIT_TIMINGS`).
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
     eprintln!("mdmaudit: {msg}");
@@ -479,9 +483,10 @@ fn run_audit(a: AuditArgs) -> i32 {
     if timings {
         let f_end = usage();
         eprintln!(
-            "mdmaudit: timings: packets {:.3} s, audit {:.3} s, report {:.3} s; \
+            "mdmaudit: timings: start-up {:.4} s, packets {:.3} s, audit {:.3} s, report {:.3} s; \
              CPU: packets {:.3} s, audit {:.3} s, report {:.3} s; \
              page faults: packets {}, audit {}, report {}",
+            STARTED.get().map_or(0.0, |s| (t_run - *s).as_secs_f64()),
             (t_audit - t_run).as_secs_f64(),
             (t_report - t_audit).as_secs_f64(),
             t_report.elapsed().as_secs_f64(),
