@@ -108,8 +108,8 @@ fn findings_block(
 /// and, rather than wait for the next one, formats one itself: with one helper per
 /// other core no thread is ever runnable without a CPU.
 ///
-/// Blocks are made at most [`AHEAD`] past the last one written, and their buffers
-/// are recycled: the run touches a few blocks' worth of fresh memory instead of
+/// Blocks are made at most `2 * threads + 1` past the last one written, and their
+/// buffers are recycled: the run touches a few blocks' worth of fresh memory instead of
 /// faulting in (and zeroing) a new buffer per block, and the block written next is
 /// still in cache when the kernel copies it.
 fn write_blocks(
