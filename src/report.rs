@@ -1781,10 +1781,19 @@ mod tests {
         std::thread::spawn(move || {
             let r = std::panic::catch_unwind(|| {
                 let main = std::thread::current().id();
-                let dies = move |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
+                let helper_took_one = std::sync::atomic::AtomicBool::new(false);
+                let dies = |i: usize, buf: &mut Vec<u8>| -> io::Result<()> {
                     if std::thread::current().id() != main {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        helper_took_one.store(true, std::sync::atomic::Ordering::SeqCst);
                         panic!("formatter {i} dies");
+                    }
+                    // The writer does not make every block before the helper has
+                    // started (it might, on a loaded machine, and then nothing dies).
+                    let start = std::time::Instant::now();
+                    while !helper_took_one.load(std::sync::atomic::Ordering::SeqCst)
+                        && start.elapsed() < std::time::Duration::from_secs(10)
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     block(i, buf)
                 };
@@ -1795,7 +1804,7 @@ mod tests {
             let _ = tx.send(r.is_err());
         });
         let panicked = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
+            .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the writer returned");
         assert!(panicked);
     }
