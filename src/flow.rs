@@ -682,42 +682,49 @@ fn seq_after(a: u32, b: u32) -> bool {
     d != 0 && d < 0x4000_0000
 }
 
+/// Laid out by hand (`repr(C)`), the fields every packet of an established flow
+/// touches first: its key (compared on lookup), side, flags and clock, then the
+/// counters, then the sequence tracking and the client stream's state, and the
+/// handshake's times and the rare parts last. Laid out by the compiler, the key
+/// straddled the fourth and fifth of the five cache lines a flow spans and a
+/// packet touched all five.
+#[repr(C)]
 struct Flow {
     key: FlowKey,
-    /// The key's hash in its table (set by [`FlowMap::insert`]): the index and the
-    /// closed-flow set are probed with it, never recomputing it.
-    hash: u64,
+    flags: [u8; 2],
     /// Whether endpoint `a` of the key is the client (initiator).
     a_is_client: bool,
-    first_ts: Nanos,
+    /// Sides that sent a FIN (bit 0: client, bit 1: server).
+    fins: u8,
+    synack_seen: bool,
+    /// A RST from the server before any SYN-ACK.
+    rst_before_synack: bool,
+    rst_after_synack: bool,
+    client_acked_after_syn: bool,
+    app: Option<AppProto>,
+    hello: Option<HelloStatus>,
     last_ts: Nanos,
+    client_segments: u16,
+    /// `name` came from a ClientHello (see [`FlowRecord::name_from_hello`]).
+    name_from_hello: bool,
+    syns: u32,
     /// Indexed by side: 0 = client, 1 = server.
     packets: [u64; 2],
     bytes: [u64; 2],
     payload: [u64; 2],
-    flags: [u8; 2],
-    syns: u32,
-    client_isn: Option<u32>,
-    last_syn_ts: Option<Nanos>,
-    synack_seen: bool,
-    rtt_ns: Option<i64>,
+    /// The key's hash in its table (set by [`FlowMap::insert`]): the index and the
+    /// closed-flow set are probed with it, never recomputing it.
+    hash: u64,
+    first_ts: Nanos,
+    seq: [SeqTrack; 2],
+    client_stream: ClientStream,
     first_client_payload: Option<Nanos>,
     ttfb_ns: Option<i64>,
-    /// A RST from the server before any SYN-ACK.
-    rst_before_synack: bool,
-    rst_after_synack: bool,
-    /// Sides that sent a FIN (bit 0: client, bit 1: server).
-    fins: u8,
-    client_acked_after_syn: bool,
-    seq: [SeqTrack; 2],
+    rtt_ns: Option<i64>,
+    last_syn_ts: Option<Nanos>,
+    client_isn: Option<u32>,
     // Rare or large parts are boxed: a flow table holds up to a million of these.
     name: Option<Box<(String, NameSource)>>,
-    /// `name` came from a ClientHello (see [`FlowRecord::name_from_hello`]).
-    name_from_hello: bool,
-    app: Option<AppProto>,
-    hello: Option<HelloStatus>,
-    client_stream: ClientStream,
-    client_segments: u16,
     first_frame: FrameRef,
     icmp: Option<Box<IcmpInfo>>,
 }
@@ -1836,5 +1843,42 @@ mod map_tests {
             }
         }
         check(&map, &model);
+    }
+}
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod layout_tests {
+    use super::Flow;
+    use std::mem::{offset_of, size_of};
+
+    /// What every packet of an established flow reads and writes lies in the first
+    /// three cache lines of its [`Flow`] (see its layout note), and the handshake's
+    /// and rare fields come after; the flow is no larger than the compiler's layout.
+    #[test]
+    fn the_fields_of_every_packet_come_first() {
+        let hot_end = [
+            offset_of!(Flow, key) + size_of::<super::FlowKey>(),
+            offset_of!(Flow, flags) + 2,
+            offset_of!(Flow, a_is_client) + 1,
+            offset_of!(Flow, fins) + 1,
+            offset_of!(Flow, last_ts) + 8,
+            offset_of!(Flow, packets) + 16,
+            offset_of!(Flow, bytes) + 16,
+            offset_of!(Flow, payload) + 16,
+            offset_of!(Flow, seq) + size_of::<[super::SeqTrack; 2]>(),
+            offset_of!(Flow, client_stream) + size_of::<super::ClientStream>(),
+        ];
+        assert!(hot_end.iter().all(|&e| e <= 192), "{hot_end:?}");
+        assert_eq!(offset_of!(Flow, key), 0);
+        for cold in [
+            offset_of!(Flow, rtt_ns),
+            offset_of!(Flow, last_syn_ts),
+            offset_of!(Flow, name),
+            offset_of!(Flow, first_frame),
+            offset_of!(Flow, icmp),
+        ] {
+            assert!(cold >= 176, "{cold}");
+        }
+        assert!(size_of::<Flow>() <= 280, "{}", size_of::<Flow>());
     }
 }
