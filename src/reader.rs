@@ -1302,12 +1302,37 @@ fn units_to_ns(units: u64, resolution: u64, offset_s: i64) -> Nanos {
 mod tests {
     use super::*;
 
-    fn temp(name: &str, bytes: &[u8]) -> String {
-        let dir = std::env::temp_dir().join(format!("mdmaudit-reader-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    /// A file holding `bytes`, in a directory of its own that goes (with the file)
+    /// when the value is dropped.
+    struct TempFile {
+        path: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TempFile {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.path
+        }
+    }
+
+    impl AsRef<std::path::Path> for TempFile {
+        fn as_ref(&self) -> &std::path::Path {
+            self.path.as_ref()
+        }
+    }
+
+    fn temp(name: &str, bytes: &[u8]) -> TempFile {
+        let dir = tempfile::Builder::new()
+            .prefix("mdmaudit-reader-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        p.to_str().unwrap().to_string()
+        TempFile {
+            path: p.to_str().unwrap().to_string(),
+            _dir: dir,
+        }
     }
 
     /// Every record (and its bytes) of a file, and how reading ended: read through

@@ -12,7 +12,7 @@ use common::run_with_timeout;
 use common_packets::{tcp, udp, ACK, OPENSSL_HELLO, PSH, SYN};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 struct Pcap {
@@ -20,7 +20,7 @@ struct Pcap {
 }
 
 impl Pcap {
-    fn create(path: &PathBuf) -> Pcap {
+    fn create(path: &Path) -> Pcap {
         let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
         Pcap {
             w: PcapWriter::with_header(f, PcapHeader::default()).unwrap(),
@@ -36,10 +36,8 @@ impl Pcap {
     }
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mdmaudit-exhaustion-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn tmp(name: &str) -> common::TempFile {
+    common::TempFile::new(name)
 }
 
 fn audit_json(file: &Path, extra: &[&str]) -> Value {

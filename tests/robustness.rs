@@ -51,10 +51,8 @@ fn tcpdump_test_captures_never_crash() {
     assert!(check_dir(&shared_pcaps().join("tcpdump-tests")) > 500);
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("mdmaudit-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d.join(name)
+fn tmp(name: &str) -> common::TempFile {
+    common::TempFile::new(name)
 }
 
 fn one_line_error_naming(out: &std::process::Output, file: &str) {

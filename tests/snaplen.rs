@@ -10,13 +10,11 @@ use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn cut_copy(src: &Path, snaplen: usize) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mdmaudit-snaplen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn cut_copy(src: &Path, snaplen: usize) -> TempFile {
     let name = src.file_name().unwrap().to_str().unwrap();
-    let dst = dir.join(format!("s{snaplen}-{name}"));
+    let dst = TempFile::new(&format!("s{snaplen}-{name}"));
     let magic = std::fs::read(src).unwrap()[..4].to_vec();
     let input = std::fs::File::open(src).unwrap();
     let output = std::fs::File::create(&dst).unwrap();

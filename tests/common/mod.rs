@@ -7,6 +7,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A path named `name` in a fresh directory of the system's temporary directory;
+/// the directory and whatever the test left in it go when the value is dropped
+/// (also when the test fails).
+pub struct TempFile {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TempFile {
+    pub fn new(name: &str) -> TempFile {
+        let dir = tempfile::Builder::new()
+            .prefix("mdmaudit-test-")
+            .tempdir()
+            .expect("temporary directory");
+        TempFile {
+            path: dir.path().join(name),
+            _dir: dir,
+        }
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mdmaudit")
 }
