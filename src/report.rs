@@ -654,8 +654,8 @@ pub fn flow_out<'a>(f: &'a AuditedFlow, files: &'a [String]) -> FlowOut<'a> {
             record: "flow",
             outcome: r.outcome.as_str(),
             name_source: f.name_source().map(|s| s.as_str()),
-            catalog_vendor: f.catalog_range.as_ref().map(|(v, _)| v.as_str()),
-            catalog_range: f.catalog_range.as_ref().map(|(_, n)| n.as_str()),
+            catalog_vendor: f.catalog_range.as_deref().map(|(v, _)| v.as_str()),
+            catalog_range: f.catalog_range.as_deref().map(|(_, n)| n.as_str()),
             rtt_ms: r.rtt_ns.map(|rtt| rtt as f64 / 1e6),
             ttfb_ms: r.ttfb_ns.map(|t| t as f64 / 1e6),
             first_frame: r.first_frame.frame,
@@ -762,7 +762,7 @@ pub fn write_flow_json(out: &mut Vec<u8>, f: &AuditedFlow, files: &[String]) {
         key(out, "name_source");
         string(out, ns.as_str());
     }
-    if let Some((vendor, range)) = f.catalog_range.as_ref() {
+    if let Some((vendor, range)) = f.catalog_range.as_deref() {
         out.push(b',');
         key(out, "catalog_vendor");
         string(out, vendor);

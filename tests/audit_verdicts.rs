@@ -430,8 +430,8 @@ fn named_service_on_a_port_it_does_not_use_is_unexpected_unnamed_is_not() {
         .unwrap();
     assert!(unnamed.matches.is_empty(), "{:#?}", unnamed.matches);
     assert_eq!(
-        unnamed.catalog_range,
-        Some(("Apple".to_string(), "17.0.0.0/8".to_string()))
+        unnamed.catalog_range.as_deref(),
+        Some(&("Apple".to_string(), "17.0.0.0/8".to_string()))
     );
     assert_eq!(unnamed.name_source(), Some(NameSource::Catalog));
 }
