@@ -300,7 +300,7 @@ impl Worker {
         self.chunk_frames(chunk);
         self.budget
             .apply_after(&mut self.records, from, self.sealed_len);
-        if self.records.len().saturating_add(SEGMENT_HEADROOM) > self.records.capacity() {
+        if self.records.len().saturating_add(SEGMENT_HEADROOM) > RECORD_SEGMENT {
             self.seal();
         }
     }
@@ -402,15 +402,11 @@ impl Worker {
         // records before the budget sees them.
         loop {
             // Each part fits in the segment (see `SEGMENT_HEADROOM`).
-            if self.records.len() >= self.records.capacity() {
+            if self.records.len() >= RECORD_SEGMENT {
                 self.seal();
             }
             let from = self.records.len();
-            let room = self
-                .records
-                .capacity()
-                .saturating_sub(from)
-                .clamp(1, 65_536);
+            let room = RECORD_SEGMENT.saturating_sub(from).clamp(1, 65_536);
             let done = self.table.finish_some(room, &mut self.records);
             self.budget
                 .apply_after(&mut self.records, from, self.sealed_len);
