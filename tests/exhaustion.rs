@@ -8,7 +8,7 @@
 mod common;
 mod common_packets;
 
-use common::run_with_timeout;
+use common::{run_with_timeout, TempFile};
 use common_packets::{tcp, udp, ACK, OPENSSL_HELLO, PSH, SYN};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use serde_json::Value;
@@ -34,10 +34,6 @@ impl Pcap {
             .write_packet(&PcapPacket::new(ts, frame.len() as u32, frame))
             .unwrap();
     }
-}
-
-fn tmp(name: &str) -> common::TempFile {
-    common::TempFile::new(name)
 }
 
 fn audit_json(file: &Path, extra: &[&str]) -> Value {
@@ -81,7 +77,7 @@ fn fallback_evidence(v: &Value) -> Vec<Value> {
 #[test]
 fn syn_flood_hits_every_cap_and_the_fallback_in_it_is_still_found() {
     const FLOWS: u32 = 200_000;
-    let path = tmp("flood.pcap");
+    let path = TempFile::new("flood.pcap");
     let mut p = Pcap::create(&path);
     let apns = |i: u32| format!("17.57.{}.{}", 144 + i % 4, 1 + i % 250);
     for i in 0..FLOWS {
@@ -166,7 +162,7 @@ fn hellos_that_never_complete_stay_within_the_reassembly_budget() {
     // 20,000 TLS flows whose ClientHello record announces 8 KiB and stops after
     // one 200-byte segment: each holds a reassembly buffer until it ends.
     const FLOWS: u32 = 20_000;
-    let path = tmp("stall.pcap");
+    let path = TempFile::new("stall.pcap");
     let mut p = Pcap::create(&path);
     // The first 200 bytes of a real ClientHello, its lengths stretched to 8 KiB.
     let mut first = OPENSSL_HELLO[..200].to_vec();
@@ -238,7 +234,7 @@ fn hellos_that_never_complete_stay_within_the_reassembly_budget() {
 fn dns_answer_storm_is_bounded_by_the_cache_cap() {
     // 50,000 DNS answers, each naming a new address: the cache keeps at most
     // --max-dns-entries and counts what it drops.
-    let path = tmp("dns.pcap");
+    let path = TempFile::new("dns.pcap");
     let mut p = Pcap::create(&path);
     for i in 0..50_000u32 {
         let name = format!("h{i}.storm.example");

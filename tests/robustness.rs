@@ -51,10 +51,6 @@ fn tcpdump_test_captures_never_crash() {
     assert!(check_dir(&shared_pcaps().join("tcpdump-tests")) > 500);
 }
 
-fn tmp(name: &str) -> common::TempFile {
-    common::TempFile::new(name)
-}
-
 fn one_line_error_naming(out: &std::process::Output, file: &str) {
     assert_eq!(out.status.code(), Some(2), "status");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -65,20 +61,20 @@ fn one_line_error_naming(out: &std::process::Output, file: &str) {
 
 #[test]
 fn missing_empty_and_non_capture_files_exit_2() {
-    let missing = tmp("does-not-exist.pcap");
+    let missing = TempFile::new("does-not-exist.pcap");
     let m = missing.to_str().unwrap();
     let out = run(&["audit", m]);
     one_line_error_naming(&out, m);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 
-    let empty = tmp("empty.pcap");
+    let empty = TempFile::new("empty.pcap");
     std::fs::write(&empty, b"").unwrap();
     let e = empty.to_str().unwrap();
     let out = run(&["audit", e]);
     one_line_error_naming(&out, e);
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
 
-    let text = tmp("notes.txt");
+    let text = TempFile::new("notes.txt");
     std::fs::write(&text, b"this is not a capture file, just some text\n").unwrap();
     let t = text.to_str().unwrap();
     let out = run(&["audit", t]);
@@ -101,7 +97,7 @@ fn capture_cut_inside_a_record_gives_partial_report_and_exit_3() {
         }
         off += 16 + caplen;
     };
-    let cut = tmp("cut.pcap");
+    let cut = TempFile::new("cut.pcap");
     std::fs::write(&cut, &bytes[..cut_at]).unwrap();
     let c = cut.to_str().unwrap();
     let out = run(&["audit", c, "--format", "json"]);
@@ -123,7 +119,7 @@ fn capture_cut_inside_a_record_gives_partial_report_and_exit_3() {
 #[test]
 fn report_to_a_device_is_written_in_place_not_renamed_over() {
     // A private character device equal to /dev/null (needs root to create).
-    let dev = tmp("null-device");
+    let dev = TempFile::new("null-device");
     let _ = std::fs::remove_file(&dev);
     let made = std::process::Command::new("mknod")
         .arg(&dev)
@@ -201,7 +197,7 @@ fn workers_do_not_wait_for_ever_after_reading_ahead() {
         packets.push((p.timestamp, p.orig_len, p.data.into_owned()));
     }
     let span = packets.last().expect("packets").0 - packets[0].0 + Duration::from_secs(1);
-    let big = tmp("read-ahead-race.pcap");
+    let big = TempFile::new("read-ahead-race.pcap");
     {
         let f = std::io::BufWriter::new(std::fs::File::create(&big).expect("create"));
         let mut w = PcapWriter::with_header(f, header).expect("writer");
