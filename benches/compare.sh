@@ -114,12 +114,13 @@ HAVE_TCPDUMP=0; command -v tcpdump >/dev/null && HAVE_TCPDUMP=1
 # ---------------------------------------------------------------------------
 # Build.
 
-log "building release: mdmaudit, examples gencap and pcaploop"
-cargo build --release --quiet --bin mdmaudit --example gencap --example pcaploop
+log "building release: mdmaudit, examples gencap, pcaploop and walk"
+cargo build --release --quiet --bin mdmaudit --example gencap --example pcaploop --example walk
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 MDM=$TARGET_DIR/release/mdmaudit
 GENCAP=$TARGET_DIR/release/examples/gencap
 PCAPLOOP=$TARGET_DIR/release/examples/pcaploop
+WALK=$TARGET_DIR/release/examples/walk
 NPROC=$(nproc)
 
 if "$MDM" audit --help 2>/dev/null | grep -q -- '--threads'; then
@@ -276,6 +277,7 @@ if [ "$MAIN" = 1 ]; then
     measure main cat "$r" sh -c 'cat "$1" >/dev/null' sh "$CAP"
     measure main pcaploop "$r" "$PCAPLOOP" "$CAP"
     [ "$HAVE_TCPDUMP" = 1 ] && measure main tcpdump "$r" tcpdump -r "$CAP" -w /dev/null
+    measure main walk "$r" "$WALK" "$CAP"
     mdm_variants main "$CAP" "$r"
     [ "$HAVE_NDPI" = 1 ] && measure main ndpiReader "$r" ndpiReader -i "$CAP" -q -C "$W/ndpi.csv"
     [ "$HAVE_TSHARK" = 1 ] && measure main tshark-slice "$r" \

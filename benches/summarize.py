@@ -202,6 +202,7 @@ if main_meta:
         ("cat FILE > /dev/null", "cat", 1.0),
         ("bare libpcap loop (pcaploop)", "pcaploop", 1.0),
         ("tcpdump -r FILE -w /dev/null", "tcpdump", 1.0),
+        ("plain walk: decode, flow table, SNI; 1 thread (walk)", "walk", 1.0),
         ("mdmaudit audit --threads 1 (JSON to file)", "mdm-t1", 1.0),
         (f"mdmaudit audit --threads {nproc} (JSON to file)", "mdm-tN", 1.0),
         ("mdmaudit audit, default threads (JSON to file)", "mdm-default", 1.0),
@@ -228,6 +229,13 @@ if main_meta:
     if scale:
         lines.append(
             f"The tshark slice is the first {slice_n:,} packets (editcap -r); its times are multiplied by {scale:.2f}, its RSS is the slice's own."
+        )
+        lines.append("")
+    if "walk" in table:
+        lines.append(
+            "`walk` (benches/floor/walk.rs) is the pipeline issue's reference, for information: a plain "
+            "buffered record walk with decoding, a flow hash table and SNI extraction (TLS over TCP "
+            "only), on one thread, with no flow states, audit or report. The issue saw it at 1.7x `cat`."
         )
         lines.append("")
 
