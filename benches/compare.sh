@@ -82,7 +82,7 @@ die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
 
 declare -A PKG_OF=(
   [tshark]=tshark [editcap]=wireshark-common [ndpiReader]=libndpi-bin
-  [/usr/bin/time]=time [python3]=python3 [pkg-config]=pkg-config [cc]=gcc
+  [python3]=python3 [pkg-config]=pkg-config [cc]=gcc
 )
 missing_pkgs=()
 for cmd in "${!PKG_OF[@]}"; do
@@ -102,7 +102,6 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
     log "warning: missing ${missing_pkgs[*]} (not root: run apt-get install -y ${missing_pkgs[*]})"
   fi
 fi
-[ -x /usr/bin/time ] || die "/usr/bin/time is required (package 'time')"
 command -v python3 >/dev/null || die "python3 is required"
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH" || die "cargo is required"
@@ -114,13 +113,14 @@ HAVE_TCPDUMP=0; command -v tcpdump >/dev/null && HAVE_TCPDUMP=1
 # ---------------------------------------------------------------------------
 # Build.
 
-log "building release: mdmaudit, examples gencap, pcaploop and walk"
-cargo build --release --quiet --bin mdmaudit --example gencap --example pcaploop --example walk
+log "building release: mdmaudit, examples gencap, pcaploop, walk and timed"
+cargo build --release --quiet --bin mdmaudit --example gencap --example pcaploop --example walk --example timed
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 MDM=$TARGET_DIR/release/mdmaudit
 GENCAP=$TARGET_DIR/release/examples/gencap
 PCAPLOOP=$TARGET_DIR/release/examples/pcaploop
 WALK=$TARGET_DIR/release/examples/walk
+TIMED=$TARGET_DIR/release/examples/timed
 NPROC=$(nproc)
 
 if "$MDM" audit --help 2>/dev/null | grep -q -- '--threads'; then
@@ -185,37 +185,25 @@ warm() {
 meta() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1.meta.json" "$2"; }
 
 # measure SECTION LABEL ROUND CMD... : one timed run; stdout to $W/SECTION-LABEL.out.
+# benches/floor/timed.rs starts the command and waits for it with wait4(2): wall time
+# from the monotonic clock around exactly that, user and system time (microseconds)
+# and peak RSS from the child's rusage. Until 2026-12-05 the wall time came from
+# `date +%s%N` around `/usr/bin/time`, which put the second `date` and time's own
+# fork and exec inside the interval: about 2.8 ms a run, 6-8% of the 200 MB
+# capture's wall time and a quarter of `cat`'s on it (benches/README.md, "What is
+# measured").
 measure() {
   local section=$1 label=$2 round=$3
   shift 3
-  local rc=0 t0 t1 t wall cpu
-  # Wall time from the nanosecond clock (finer than time's %e); RSS from time. User
-  # and system time from bash's `times` for this subshell's children, read just
-  # before and just after the run (milliseconds: time's %U and %S come in 10 ms
-  # steps, a fifth of the 200 MB capture's CPU time); falls back to time's.
-  (
-    times >"$W/times0.tmp"
-    t0=$(date +%s%N)
-    rc=0
-    /usr/bin/time -f '%e %U %S %M' -o "$W/time.tmp" "$@" >"$W/$section-$label.out" 2>"$W/$section-$label.err" || rc=$?
-    t1=$(date +%s%N)
-    times >"$W/times1.tmp"
-    echo "$t0 $t1 $rc" >"$W/wall.tmp"
-  )
-  read -r t0 t1 rc <"$W/wall.tmp"
-  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
-  # Children's line of `times`: "XmY.YYYs XmY.YYYs" (user, system). The first date's
-  # CPU falls between the two readings (about a millisecond at most).
-  cpu=$(tail -n 1 "$W/times0.tmp" "$W/times1.tmp" 2>/dev/null | awk '
-    /^[0-9]+m/ { for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); v[n++] = a[1] * 60 + a[2] } }
-    END { if (n == 4) printf "%.3f %.3f", v[2] - v[0], v[3] - v[1] }')
-  t=$(tail -n 1 "$W/time.tmp")
-  set -- $t
-  if [ -n "$cpu" ]; then
-    set -- "${1:-nan}" ${cpu} "${4:-0}"
+  local rc=0 wall user sys rss
+  "$TIMED" "$W/time.tmp" "$W/$section-$label.out" "$W/$section-$label.err" -- "$@" || rc=$?
+  if [ "$rc" = 0 ] && read -r wall user sys rss rc <"$W/time.tmp"; then
+    :
+  else
+    wall=nan user=nan sys=nan rss=0 rc=${rc:-127}
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$label" "$round" "$wall" "${2:-nan}" "${3:-nan}" "${4:-0}" "$rc" >>"$RES"
-  log "  $section $label round $round: wall ${wall} s, user ${2:-?} s, sys ${3:-?} s, max RSS ${4:-?} KB (exit $rc)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$label" "$round" "$wall" "$user" "$sys" "$rss" "$rc" >>"$RES"
+  log "  $section $label round $round: wall ${wall} s, user ${user} s, sys ${sys} s, max RSS ${rss} KB (exit $rc)"
 }
 
 # mdm_variants SECTION CAPTURE ROUND: mdmaudit with 1 thread, N threads, the default.
