@@ -366,7 +366,7 @@ if hs_meta:
 
 # ---------------------------------------------------------------------------
 size_rows = []
-for sz in ("200M", "4G"):
+for sz in ("4M", "200M", "4G"):
     m = load_meta(f"size_{sz}_capture")
     s = stat(f"size-{sz}", "mdm-default")
     c = stat(f"size-{sz}", "cat")
@@ -380,13 +380,17 @@ if size_rows:
     per_gb = []
     cpu_gb = []
     cat_gb = []
+    # (GB, wall s) of each size, for the fixed cost below.
+    points = {}
     for sz, m, s, c in size_rows:
         g = m["bytes"] / 1e9
-        per_gb.append(s["wall"] / g)
-        cpu_gb.append(s["cpu"] / g)
-        if c:
-            cat_gb.append(c["wall"] / g)
-        lines.append(f"| {sz} | {m['bytes'] / 1e6:.0f} | {m['packets']:,} | {m['flows']:,} | {fmt(s['wall'])} | {fmt(s['wall'] / g, 3)} | {fmt(s['cpu'] / g, 3)} | {ratio(g, s['wall'], 2)} | {fmt(s['rss_mb'], 0)} | {ratio(c['wall'], g, 3) if c else '-'} |")
+        points[sz] = (g, s["wall"])
+        if sz != "4M":
+            per_gb.append(s["wall"] / g)
+            cpu_gb.append(s["cpu"] / g)
+            if c:
+                cat_gb.append(c["wall"] / g)
+        lines.append(f"| {sz} | {m['bytes'] / 1e6:.0f} | {m['packets']:,} | {m['flows']:,} | {fmt(s['wall'], 3)} | {fmt(s['wall'] / g, 3)} | {fmt(s['cpu'] / g, 3)} | {ratio(g, s['wall'], 2)} | {fmt(s['rss_mb'], 0)} | {ratio(c['wall'], g, 3) if c else '-'} |")
     lines.append("")
     # For reading the wall-time spread below: the same spread in CPU time, and cat's.
     notes = []
@@ -397,6 +401,26 @@ if size_rows:
     if notes:
         lines.append("For comparison with the wall-time spread checked below: " + "; ".join(notes) + ".")
         lines.append("")
+    # A run's cost as fixed + per-GB, the line through the 4 MB and 4 GB captures:
+    # how far the 200 MB run is from that line says whether cost grows linearly
+    # with the work, and the fixed part says how much of the 200 MB run's per-GB
+    # figure is the cost of any run at all (information; the check below is on the
+    # wall times themselves).
+    if all(k in points for k in ("4M", "200M", "4G")):
+        (g0, w0), (g1, w1), (g2, w2) = points["4M"], points["200M"], points["4G"]
+        if g2 > g0:
+            slope = (w2 - w0) / (g2 - g0)
+            fixed = w0 - slope * g0
+            predicted = fixed + slope * g1
+            above = [(w - fixed) / g for g, w in ((g1, w1), (g2, w2))]
+            lines.append(
+                f"Fixed cost and cost per GB (the line through the 4 MB and 4 GB runs): {fixed * 1000:.1f} ms a run "
+                f"plus {slope:.3f} s per GB. The 200 MB run took {w1 * 1000:.1f} ms against {predicted * 1000:.1f} ms on that line "
+                f"({(w1 / predicted - 1) * 100:+.1f}%); the fixed cost is {fixed / w1 * 100:.0f}% of it. "
+                f"Per GB above the fixed cost: {above[0]:.3f} vs {above[1]:.3f} s/GB, "
+                f"{(max(above) / min(above) - 1) * 100 if min(above) > 0 else float('nan'):.1f}% apart."
+            )
+            lines.append("")
     if len(per_gb) == 2:
         spread = max(per_gb) / min(per_gb) - 1
         check(spread <= 0.15, f"throughput per GB within 15% from 200 MB to 4 GB: {spread * 100:.1f}% apart ({per_gb[0]:.3f} vs {per_gb[1]:.3f} s/GB)")
