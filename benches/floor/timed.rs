@@ -64,8 +64,8 @@ fn main() -> ExitCode {
         eprintln!("timed: wait4: {}", std::io::Error::last_os_error());
         return ExitCode::from(2);
     }
-    // The child is reaped; `child` must not wait for it again.
-    std::mem::forget(child);
+    // Reaped above; dropping a `Child` neither waits nor signals.
+    drop(child);
     let st = std::process::ExitStatus::from_raw(status);
     let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
