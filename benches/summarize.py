@@ -35,7 +35,7 @@ def read_results():
             try:
                 runs[(section, label)].append((float(wall), float(user) + float(sys_), int(rss), int(rc)))
             except ValueError:
-                # /usr/bin/time printed something else: the command was killed.
+                # `timed` could not run or time the command (compare.sh writes nan).
                 runs[(section, label)].append((float("nan"), float("nan"), 0, 137))
     return runs
 
