@@ -11,7 +11,7 @@
 //! the second `date` and `time`'s own fork and exec were inside the interval, about
 //! 2.8 ms a run (timing `true`), which is nothing on a 0.3 s run but 6-8% of the
 //! 200 MB capture's and a quarter of `cat`'s on it. Here only the spawn of the
-//! measured program itself is inside the interval (about 0.3 ms for `true`), as it
+//! measured program itself is inside the interval (about 0.5 ms for `true`), as it
 //! is for a user running it. Peak RSS is as `time` reports it: the child's largest
 //! resident set, which before exec is this small process's own (2-3 MB).
 
