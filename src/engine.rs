@@ -351,9 +351,13 @@ impl Worker {
                 _ => continue,
             };
             let bytes = r.bytes_in(buf);
-            let d = match decode::decode(r.linktype, bytes) {
+            // Matched by reference: moving the decoded frame out of the result
+            // copied it once more, right after the decoder's own stores.
+            let decoded = decode::decode(r.linktype, bytes);
+            let d = match &decoded {
                 Ok(d) => d,
                 Err(s) => {
+                    let s = *s;
                     // A frame without a flow is counted once: by the worker the reader
                     // gave it to, or else by the first worker.
                     if own == Some(true) || (own.is_none() && self.index == 0) {
@@ -374,10 +378,10 @@ impl Worker {
                 wire_len: r.wire_len,
             };
             let mine =
-                own.unwrap_or_else(|| self.shards == 1 || shard_of(&d, self.shards) == self.index);
+                own.unwrap_or_else(|| self.shards == 1 || shard_of(d, self.shards) == self.index);
             if !mine {
-                if FlowTable::may_be_dns_response(&d) {
-                    self.table.observe_dns(&ctx, &d);
+                if FlowTable::may_be_dns_response(d) {
+                    self.table.observe_dns(&ctx, d);
                 }
                 continue;
             }
@@ -393,7 +397,7 @@ impl Worker {
                     self.tcp_payload_truncated += 1;
                 }
             }
-            self.table.process(&ctx, &d, &mut self.records);
+            self.table.process(&ctx, d, &mut self.records);
         }
     }
 
