@@ -22,15 +22,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Hash maps and sets for lookups whose iteration order never reaches the output.
-type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
-type FastSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 fn fast_map<K, V>() -> FastMap<K, V> {
-    FastMap::with_hasher(ahash::RandomState::new())
+    FastMap::with_hasher(foldhash::fast::RandomState::default())
 }
 
 fn fast_set<K: Hash + Eq>() -> FastSet<K> {
-    FastSet::with_hasher(ahash::RandomState::new())
+    FastSet::with_hasher(foldhash::fast::RandomState::default())
 }
 
 /// A flow's verdict for one requirement (SPEC section 5).

@@ -102,7 +102,7 @@ fn fold_key(r: &FlowRecord) -> FoldKey {
 #[derive(Debug)]
 pub struct RecordBudget {
     limit: usize,
-    folds: std::collections::HashMap<FoldKey, FlowRecord, ahash::RandomState>,
+    folds: std::collections::HashMap<FoldKey, FlowRecord, foldhash::fast::RandomState>,
     summary: BTreeMap<Key, SummaryRow>,
     summarized: u64,
     /// Flows folded into another record, and the records they were folded into.

@@ -771,7 +771,7 @@ impl Flow {
 /// cannot collide on purpose; it is computed once per packet.
 #[derive(Default)]
 struct FlowMap {
-    hasher: ahash::RandomState,
+    hasher: foldhash::fast::RandomState,
     index: hashbrown::HashTable<u32>,
     slab: Vec<Flow>,
 }
@@ -786,7 +786,7 @@ impl FlowMap {
     }
 
     fn hash(&self, k: &FlowKey) -> u64 {
-        self.hasher.hash_one(k)
+        std::hash::BuildHasher::hash_one(&self.hasher, k)
     }
 
     fn find(&self, k: &FlowKey, hash: u64) -> Option<u32> {
@@ -914,7 +914,7 @@ pub const EMERGENCY_DIVISOR: i64 = 10;
 
 /// Names learned from DNS answers, by address.
 struct DnsCache {
-    map: HashMap<IpAddr, (String, Nanos), ahash::RandomState>,
+    map: HashMap<IpAddr, (String, Nanos), foldhash::fast::RandomState>,
     cap: usize,
 }
 
