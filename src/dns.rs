@@ -125,6 +125,11 @@ impl HostName {
         &self.text
     }
 
+    /// The text, without copying it.
+    pub fn into_string(self) -> String {
+        self.text.into_string()
+    }
+
     /// The wire bytes were not all printable and the text is the escaped form.
     pub fn is_escaped(&self) -> bool {
         self.flags & FLAG_ESCAPED != 0

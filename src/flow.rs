@@ -1455,7 +1455,7 @@ impl FlowTable {
         };
         f.app = Some(AppProto::Tls);
         if let Some(sni) = info.and_then(|i| i.sni) {
-            set_hello_name(f, sni.as_str(), NameSource::Sni);
+            set_hello_name(f, sni.into_string(), NameSource::Sni);
         }
     }
 
@@ -1586,7 +1586,7 @@ impl FlowTable {
                     f.hello = Some(HelloStatus::Complete);
                 }
                 if let Some(sni) = info.sni {
-                    set_hello_name(f, sni.as_str(), NameSource::Quic);
+                    set_hello_name(f, sni.into_string(), NameSource::Quic);
                 }
             }
             quic::QuicState::Failed(e) => {
@@ -1764,9 +1764,9 @@ fn set_name(f: &mut Flow, name: String, src: NameSource) {
 /// Name the flow by the server_name of its ClientHello (`src`: `Sni` or `Quic`, the
 /// two most trusted sources, so the name is taken unless the flow already has one
 /// from a ClientHello).
-fn set_hello_name(f: &mut Flow, sni: &str, src: NameSource) {
+fn set_hello_name(f: &mut Flow, sni: String, src: NameSource) {
     if !f.name_from_hello {
-        set_name(f, sni.to_string(), src);
+        set_name(f, sni, src);
         f.name_from_hello = f.name.as_deref().is_some_and(|(_, s)| *s == src);
     }
 }
