@@ -446,20 +446,22 @@ fn new_segment() -> Vec<FlowRecord> {
 
 /// The worker that owns a decoded frame's flow.
 fn shard_of(d: &decode::Decoded<'_>, shards: usize) -> usize {
-    (flow::shard_hash(d) % shards as u64) as usize
+    flow::shard_index(flow::shard_hash(d), shards)
 }
 
 /// The reader's share of the work with several workers: tell which worker owns each
 /// frame (from its headers for the common frames, else by decoding it), so that the
 /// others skip it without decoding. DNS answers go to every worker; frames without
 /// a flow to the one the quick look chose, or else to the first, which count them.
+/// Our pcap reader already gave most frames their worker as it framed them
+/// ([`FileReader::set_shards`]); those are left as they are.
 fn assign_shards(chunk: &mut Chunk, shards: usize) {
     let (data, records) = chunk.split();
-    for r in records.iter_mut() {
+    for r in records.iter_mut().filter(|r| r.shard == Record::UNSHARDED) {
         let bytes = r.bytes_in(data);
         // Most frames: a look at the headers; the others are decoded.
         r.shard = match flow::quick_shard_hash(r.linktype, bytes) {
-            Some(h) => (h % shards as u64) as u16,
+            Some(h) => flow::shard_index(h, shards) as u16,
             None => match decode::decode(r.linktype, bytes) {
                 Ok(d) if FlowTable::may_be_dns_response(&d) => Record::ALL_SHARDS,
                 Ok(d) => shard_of(&d, shards) as u16,
@@ -622,6 +624,14 @@ fn run_workers(
     threads: usize,
     mut progress: Option<Progress<'_>>,
 ) -> (Vec<Worker>, CaptureStats, Vec<InputSummary>) {
+    let mut inputs = inputs;
+    if threads > 1 {
+        for input in inputs.iter_mut() {
+            if let Input::Fast(r) = input {
+                r.set_shards(threads);
+            }
+        }
+    }
     let feed = std::sync::Mutex::new(Feed {
         inputs: inputs.into_iter(),
         current: None,

@@ -275,6 +275,9 @@ pub struct FileReader {
     /// Set for a regular file read with pread(2) in blocks that any thread may read
     /// ahead ([`crate::readahead`]); `input` is then used for the file header only.
     blocks: Option<Arc<ReadAhead>>,
+    /// Flow workers of the run (1: one, records are not sharded here); see
+    /// [`FileReader::set_shards`].
+    shards: usize,
 }
 
 /// The mapped reading of a regular file.
@@ -500,6 +503,15 @@ fn pcap_lengths(h: &[u8; 16], big_endian: bool, lengths: Lengths) -> (u32, u32) 
 }
 
 impl FileReader {
+    /// Give each pcap record its flow worker, of `shards`, as it is framed, from a
+    /// quick look at its headers ([`crate::flow::quick_shard_hash`]): its first bytes
+    /// are still in the cache then, where a pass after framing the whole chunk found
+    /// them gone. Records the quick look cannot place stay [`Record::UNSHARDED`] for
+    /// the engine to decode.
+    pub fn set_shards(&mut self, shards: usize) {
+        self.shards = shards.max(1);
+    }
+
     /// Open `path` (`-` for standard input) and read its file header (pcapng: up to
     /// and including the first interface description block, as libpcap does).
     ///
@@ -554,6 +566,7 @@ impl FileReader {
             first_linktype: None,
             mapped: None,
             blocks: None,
+            shards: 1,
         };
         let mut head = [0u8; 24];
         let n = read_full(&mut *reader.input, &mut head).map_err(|e| err(e.to_string()))?;
@@ -1076,6 +1089,7 @@ impl FileReader {
         };
         let hl: usize = if modified { 24 } else { 16 };
         let max = max_snaplen(linktype);
+        let shards = self.shards;
         let mut at = 0usize;
         let mut stop = None;
         let mut ahead = 0usize;
@@ -1135,8 +1149,18 @@ impl FileReader {
                 i64::from(ts_frac).saturating_mul(1000)
             };
             self.frames = self.frames.saturating_add(1);
+            let off = at.saturating_add(hl);
+            let shard = match shards {
+                1 => Record::UNSHARDED,
+                n => rest
+                    .get(hl..hl.saturating_add(keep as usize))
+                    .and_then(|frame| crate::flow::quick_shard_hash(linktype, frame))
+                    .map_or(Record::UNSHARDED, |h| {
+                        crate::flow::shard_index(h, n) as u16
+                    }),
+            };
             records.push(Record {
-                off: at.saturating_add(hl) as u32,
+                off: off as u32,
                 caplen: keep,
                 wire_len: len,
                 linktype,
@@ -1144,7 +1168,7 @@ impl FileReader {
                     .saturating_mul(1_000_000_000)
                     .saturating_add(frac_ns),
                 frame: self.frames,
-                shard: Record::UNSHARDED,
+                shard,
             });
             at = at.saturating_add(end);
             self.resume = self.resume.saturating_add(end as u64);
