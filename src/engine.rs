@@ -619,12 +619,11 @@ impl Drop for FailGuard<'_> {
 /// Run `threads` workers over the inputs: the calling thread is worker 0 (and the
 /// only one with `threads == 1`); the others are scoped threads.
 fn run_workers(
-    inputs: Vec<Input>,
+    mut inputs: Vec<Input>,
     cfg: &EngineConfig,
     threads: usize,
     mut progress: Option<Progress<'_>>,
 ) -> (Vec<Worker>, CaptureStats, Vec<InputSummary>) {
-    let mut inputs = inputs;
     if threads > 1 {
         for input in inputs.iter_mut() {
             if let Input::Fast(r) = input {
