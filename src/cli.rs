@@ -588,6 +588,91 @@ impl<W: Write> Write for Pieces<W> {
     }
 }
 
+/// Blocks reserved ahead of the bytes written by [`Reserving`].
+const RESERVE_STEP: u64 = 16 << 20;
+
+/// A new report file whose disk blocks are reserved ahead of the writes, in steps of
+/// [`RESERVE_STEP`] (fallocate(2) with FALLOC_FL_KEEP_SIZE: the file's size still
+/// follows what is written). Without it ext4 reserves ("delayed allocation") and
+/// accounts every 4 KiB block inside each write(2): 39% of the report phase's
+/// samples were the kernel's, an eighth of them on the copy itself. With it the
+/// report phase of the main capture (93 MB of JSON) took 68 -> 62.5 ms at 1 thread
+/// and 40 -> 34.5 ms at 2 (medians of 8 and 12 alternating runs), that of the
+/// handshake capture (185 MB) 80.5 -> 73.5 ms at 2 (8). The blocks reserved past
+/// the end are given back when the report is complete. Where the file system cannot
+/// reserve (tmpfs can, NFS may not) the writes simply go on.
+struct Reserving {
+    file: std::fs::File,
+    reserved: u64,
+    written: u64,
+    /// fallocate failed once: not tried again.
+    unsupported: bool,
+}
+
+impl Reserving {
+    fn new(file: std::fs::File) -> Reserving {
+        Reserving {
+            file,
+            reserved: 0,
+            written: 0,
+            unsupported: false,
+        }
+    }
+
+    /// Reserve the next step when `len` more bytes would pass the blocks reserved.
+    fn reserve(&mut self, len: usize) {
+        if self.unsupported || self.written.saturating_add(len as u64) <= self.reserved {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let (Ok(at), Ok(step)) = (
+                libc::off_t::try_from(self.reserved),
+                libc::off_t::try_from(RESERVE_STEP),
+            ) else {
+                self.unsupported = true;
+                return;
+            };
+            // SAFETY: fallocate on a file descriptor we own; it changes no bytes of
+            // the file (KEEP_SIZE), only which blocks are allocated past its end.
+            let r = unsafe {
+                libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, at, step)
+            };
+            if r == 0 {
+                self.reserved = self.reserved.saturating_add(RESERVE_STEP);
+            } else {
+                self.unsupported = true;
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            self.unsupported = true;
+        }
+    }
+
+    /// Give back the blocks reserved past the last byte written.
+    fn finish(self) -> std::io::Result<()> {
+        if self.reserved > self.written {
+            self.file.set_len(self.written)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Reserving {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.reserve(buf.len());
+        let n = self.file.write(buf)?;
+        self.written = self.written.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Why the report could not be written, naming its file (`None`: standard output).
 pub(crate) fn write_failed(output: Option<&std::path::Path>, e: &std::io::Error) -> String {
     match output {
@@ -636,10 +721,11 @@ pub(crate) fn write_atomically(
     // not a database, and flushing 100 MB of JSON to disk cost a second or more of
     // every run (the kernel writes it back as usual).
     let res = (|| {
-        let file = std::fs::File::create(&tmp)?;
+        let file = Reserving::new(std::fs::File::create(&tmp)?);
         let mut w = std::io::BufWriter::with_capacity(WRITE_PIECE, Pieces(file));
         f(&mut w)?;
-        drop(w.into_inner().map_err(|e| e.into_error())?);
+        let Pieces(file) = w.into_inner().map_err(|e| e.into_error())?;
+        file.finish()?;
         replace(&tmp, path)
     })();
     if res.is_err() {
@@ -905,6 +991,32 @@ mod tests {
         assert_eq!(&bytes[..4], b"head");
         assert_eq!(&bytes[4..4 + data.len()], &data[..]);
         assert_eq!(&bytes[4 + data.len()..], b"tail");
+    }
+
+    #[test]
+    fn blocks_reserved_ahead_are_given_back_at_the_end() {
+        use std::os::unix::fs::MetadataExt;
+        let d = scratch("reserve");
+        let p = d.join("report.json");
+        // A little over one reservation step, so that a second one is made and most
+        // of it is past the end.
+        let data: Vec<u8> = (0..super::RESERVE_STEP as usize + 100_000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        write_atomically(&p, |w| w.write_all(&data)).unwrap();
+        assert!(std::fs::read(&p).unwrap() == data, "contents differ");
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.len(), data.len() as u64);
+        // st_blocks counts 512-byte units: at most the data rounded up to 64 KiB
+        // (what any file system here allocates for it), not a second 16 MiB step.
+        let allocated = m.blocks() * 512;
+        assert!(
+            allocated <= (data.len() as u64).next_multiple_of(64 << 10),
+            "{allocated} bytes allocated for {} written",
+            data.len()
+        );
+        assert_eq!(names(&d), ["report.json"]);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
