@@ -460,8 +460,8 @@ fn assign_shards(chunk: &mut Chunk, shards: usize) {
     for r in records.iter_mut().filter(|r| r.shard == Record::UNSHARDED) {
         let bytes = r.bytes_in(data);
         // Most frames: a look at the headers; the others are decoded.
-        r.shard = match flow::quick_shard_hash(r.linktype, bytes) {
-            Some(h) => flow::shard_index(h, shards) as u16,
+        r.shard = match flow::quick_shard(r.linktype, bytes, shards) {
+            Some(s) => s as u16,
             None => match decode::decode(r.linktype, bytes) {
                 Ok(d) if FlowTable::may_be_dns_response(&d) => Record::ALL_SHARDS,
                 Ok(d) => shard_of(&d, shards) as u16,

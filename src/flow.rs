@@ -168,6 +168,13 @@ pub fn shard_index(h: u64, shards: usize) -> usize {
     (u128::from(h).wrapping_mul(shards as u128) >> 64) as usize
 }
 
+/// The worker (of `shards`) that owns a frame's flow, from a quick look at its
+/// headers ([`quick_shard_hash`]); `None` when the frame must be decoded to tell.
+/// The reader and the engine both place frames with this, so they always agree.
+pub fn quick_shard(linktype: u32, frame: &[u8], shards: usize) -> Option<usize> {
+    quick_shard_hash(linktype, frame).map(|h| shard_index(h, shards))
+}
+
 /// The shard hash of a decoded frame's flow (for an ICMP error, the flow it quotes).
 pub fn shard_hash(d: &Decoded<'_>) -> u64 {
     match &d.l4 {

@@ -504,7 +504,7 @@ fn pcap_lengths(h: &[u8; 16], big_endian: bool, lengths: Lengths) -> (u32, u32) 
 
 impl FileReader {
     /// Give each pcap record its flow worker, of `shards`, as it is framed, from a
-    /// quick look at its headers ([`crate::flow::quick_shard_hash`]): its first bytes
+    /// quick look at its headers ([`crate::flow::quick_shard`]): its first bytes
     /// are still in the cache then, where a pass after framing the whole chunk found
     /// them gone. Records the quick look cannot place stay [`Record::UNSHARDED`] for
     /// the engine to decode.
@@ -1154,10 +1154,8 @@ impl FileReader {
                 1 => Record::UNSHARDED,
                 n => rest
                     .get(hl..hl.saturating_add(keep as usize))
-                    .and_then(|frame| crate::flow::quick_shard_hash(linktype, frame))
-                    .map_or(Record::UNSHARDED, |h| {
-                        crate::flow::shard_index(h, n) as u16
-                    }),
+                    .and_then(|frame| crate::flow::quick_shard(linktype, frame, n))
+                    .map_or(Record::UNSHARDED, |s| s as u16),
             };
             records.push(Record {
                 off: off as u32,
