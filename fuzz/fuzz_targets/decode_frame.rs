@@ -5,11 +5,13 @@
 //! Contract checked: a value for every input, never a panic; a decoded payload lies
 //! inside the frame and is no longer than the length the headers announce; tunnels
 //! stay within `MAX_NESTING`; decoding is deterministic; the fast path for plain TCP
-//! frames gives what the general decoder gives.
+//! frames gives what the general decoder gives; where the reader's quick look at the
+//! headers places the frame's flow, the decoder finds that same flow.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mdmaudit::decode::{decode, decode_general, L4, MAX_NESTING};
+use mdmaudit::flow::{quick_shard_hash, shard_hash};
 use mdmaudit_fuzz::linktype_of;
 
 fn inside(part: &[u8], whole: &[u8]) -> bool {
@@ -48,4 +50,11 @@ fuzz_target!(|data: &[u8]| {
         decode_general(lt, frame),
         "fast path and general decoder differ"
     );
+    // The reader gives a frame to a worker from a quick look at its headers, and the
+    // decoder's flow decides for every frame the look cannot place: if the two ever
+    // named different flows, a flow's packets would be split between workers (a SYN
+    // in one, its SYN-ACK in another) and reports would depend on the thread count.
+    if let (Some(h), Ok(d)) = (quick_shard_hash(lt, frame), &first) {
+        assert_eq!(h, shard_hash(d), "quick look and decoder name different flows");
+    }
 });

@@ -7,7 +7,10 @@
 //! every record's bytes lie inside its chunk and are no longer than libpcap's
 //! maximum; every fill but the last makes progress (no hang); a regular file is mapped
 //! (the fall-back to read(2) is for file systems that cannot map), and no mapped window
-//! outlives its reader and chunks.
+//! outlives its reader and chunks. Read a third time with records given to 3 workers
+//! as they are framed (`set_shards`), the file gives the same records, each placed
+//! where the quick look at its own bytes places it (`flow::quick_shard`) or left to
+//! the engine.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,8 +20,9 @@ use mdmaudit::reader::{Chunk, FileReader, Fill, Record, MAX_RECORD};
 /// What one way of reading gave: records, their bytes, and how it ended.
 type Read = Result<(Vec<Record>, Vec<Vec<u8>>, Fill), String>;
 
-fn read(path: &str, map: bool, max_fills: usize) -> Read {
+fn read(path: &str, map: bool, shards: usize, max_fills: usize) -> Read {
     let mut r = FileReader::open_with(path, 0, map).map_err(|e| e.reason)?;
+    r.set_shards(shards);
     assert_eq!(r.map_owner().is_some(), map, "mapped (map: {map})");
     let mut chunk = Chunk::default();
     let (mut recs, mut bytes) = (Vec::new(), Vec::new());
@@ -31,6 +35,15 @@ fn read(path: &str, map: bool, max_fills: usize) -> Read {
             );
             assert!(rec.caplen <= MAX_RECORD, "caplen {}", rec.caplen);
             assert_eq!(rec.frame, recs.len() as u64 + 1, "frame numbers");
+            // Placed (pcap records) by the quick look at its own bytes, or left to the
+            // engine (pcapng records, frames the look cannot place, one worker).
+            if rec.shard != Record::UNSHARDED {
+                let placed = match shards {
+                    1 => None,
+                    n => mdmaudit::flow::quick_shard(rec.linktype, chunk.bytes(rec), n),
+                };
+                assert_eq!(Some(usize::from(rec.shard)), placed, "shard of frame {}", rec.frame);
+            }
             recs.push(*rec);
             bytes.push(chunk.bytes(rec).to_vec());
         }
@@ -47,9 +60,22 @@ fuzz_target!(|data: &[u8]| {
     let p = path.to_str().expect("utf-8 temporary path");
     // Every fill but the last consumes at least one byte or one block.
     let max_fills = data.len() + 3;
-    let mapped = read(p, true, max_fills);
+    let mapped = read(p, true, 1, max_fills);
     assert_eq!(live_windows(), 0, "a window outlived its reader");
-    let copied = read(p, false, max_fills);
+    let copied = read(p, false, 1, max_fills);
+    // Placed while framed: the same records but for their worker.
+    let placed = read(p, false, 3, max_fills).map(|(mut recs, bytes, fill)| {
+        for r in recs.iter_mut() {
+            assert!(r.shard < 3 || r.shard == Record::UNSHARDED, "shard {}", r.shard);
+            r.shard = Record::UNSHARDED;
+        }
+        (recs, bytes, fill)
+    });
+    match (&copied, &placed) {
+        (Err(a), Err(b)) => assert_eq!(a, b, "open errors differ (placed)"),
+        (Ok(a), Ok(b)) => assert!(a == b, "records differ when placed while framed"),
+        _ => panic!("placing records while framing changed whether the file opens"),
+    }
     match (&mapped, &copied) {
         (Err(a), Err(b)) => assert_eq!(a, b, "open errors differ"),
         (Ok(a), Ok(b)) => {
