@@ -55,6 +55,10 @@ fuzz_target!(|data: &[u8]| {
     // named different flows, a flow's packets would be split between workers (a SYN
     // in one, its SYN-ACK in another) and reports would depend on the thread count.
     if let (Some(h), Ok(d)) = (quick_shard_hash(lt, frame), &first) {
-        assert_eq!(h, shard_hash(d), "quick look and decoder name different flows");
+        assert_eq!(
+            h,
+            shard_hash(d),
+            "quick look and decoder name different flows"
+        );
     }
 });

@@ -42,7 +42,12 @@ fn read(path: &str, map: bool, shards: usize, max_fills: usize) -> Read {
                     1 => None,
                     n => mdmaudit::flow::quick_shard(rec.linktype, chunk.bytes(rec), n),
                 };
-                assert_eq!(Some(usize::from(rec.shard)), placed, "shard of frame {}", rec.frame);
+                assert_eq!(
+                    Some(usize::from(rec.shard)),
+                    placed,
+                    "shard of frame {}",
+                    rec.frame
+                );
             }
             recs.push(*rec);
             bytes.push(chunk.bytes(rec).to_vec());
@@ -66,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
     // Placed while framed: the same records but for their worker.
     let placed = read(p, false, 3, max_fills).map(|(mut recs, bytes, fill)| {
         for r in recs.iter_mut() {
-            assert!(r.shard < 3 || r.shard == Record::UNSHARDED, "shard {}", r.shard);
+            assert!(
+                r.shard < 3 || r.shard == Record::UNSHARDED,
+                "shard {}",
+                r.shard
+            );
             r.shard = Record::UNSHARDED;
         }
         (recs, bytes, fill)

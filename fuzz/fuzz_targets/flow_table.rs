@@ -81,8 +81,7 @@ fn check_records(records: &[FlowRecord]) {
             check_name_text(text);
         }
         assert!(
-            !r.name_from_hello
-                || matches!(r.name_source, Some(NameSource::Sni | NameSource::Quic)),
+            !r.name_from_hello || matches!(r.name_source, Some(NameSource::Sni | NameSource::Quic)),
             "a ClientHello's name with another source"
         );
         assert_eq!(
