@@ -238,6 +238,33 @@ if main_meta:
             "only), on one thread, with no flow states, audit or report. The issue saw it at 1.7x `cat`."
         )
         lines.append("")
+    # The 3x-cat bar was set on another machine. How that machine's per-packet
+    # programs stood against its `cat` (the issue's table) says whether this one's
+    # stand the same way; the bar in units of each such program is 3 / its ratio there.
+    issue_ratios = [
+        ("bare libpcap loop", "pcaploop", 3.3),
+        ("tcpdump -r FILE -w /dev/null", "tcpdump", 4.0),
+        ("plain walk", "walk", 1.7),
+    ]
+    calib = [(t, table[l], r) for t, l, r in issue_ratios if l in table]
+    if cat and mdm and calib:
+        lines.append("### This machine against the issue's")
+        lines.append("")
+        lines.append(
+            "For information, not a check: the issue's table puts each of these programs at a "
+            "ratio to `cat` on the machine its bar was set on. Where this machine's ratio is "
+            "higher, per-packet work costs more here against reading the bytes, and the 3x-`cat` "
+            "bar asks more than it did there. The last columns give the bar in units of each "
+            "program (3 / the issue's ratio) and where mdmaudit (default threads) stands in them."
+        )
+        lines.append("")
+        lines.append("| program | x cat, issue | x cat, here | bar in its units | mdmaudit in its units |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for title, wall, r in calib:
+            lines.append(
+                f"| {title} | {r:.1f} | {wall / cat['wall']:.1f} | {3 / r:.2f} | {mdm['wall'] / wall:.2f} |"
+            )
+        lines.append("")
 
     # Acceptance on the main capture.
     if mdm and cat:
